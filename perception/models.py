@@ -1,0 +1,82 @@
+"""The parsed, structured view of a Tavus conversation (the public shape of issue 3).
+
+Internal models are strict and frozen (extra fields forbidden) so that what the parser returns
+is exactly what the README documents. Everything is JSON-serialisable with `model_dump()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Mode = Literal["raven", "basic", "none"]
+Source = Literal["raven", "basic", "audio"]
+IssueKind = Literal[
+    "invalid_messages",  # the input is not a list
+    "invalid_message",  # an element is not an object with a string role
+    "invalid_content",  # content is neither a string, null, nor a list of parts
+    "unclosed_tag",  # an opening perception tag with no closing tag
+    "nested_tag",  # perception markup inside a perception value (neutralised)
+    "duplicate_tag",  # the same field twice in one message (the last one wins)
+    "truncated_field",  # a value longer than the cap was cut
+    "mixed_modes",  # raven and Basic perception in one conversation
+]
+
+FIELD_NAMES = ("appearance", "emotions", "screenshare", "visual_scene", "audio")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class PerceptionFields(StrictModel):
+    """What was perceived of the user; `None` means not reported, `""` reported empty."""
+
+    appearance: str | None = Field(None, description="raven `<user_appearance>`.")
+    emotions: str | None = Field(None, description="raven `<user_emotions>`.")
+    screenshare: str | None = Field(
+        None, description="raven `<user_screenshare>` (or `<user_screen>`)."
+    )
+    visual_scene: str | None = Field(None, description="Basic `VISUAL_SCENE:`.")
+    audio: str | None = Field(None, description="raven-1 `<user_audio_analysis>`.")
+    extra: dict[str, str] = Field(
+        default_factory=dict, description="Unknown `<user_*>` tags, by tag name."
+    )
+
+    def is_empty(self) -> bool:
+        return not self.extra and all(getattr(self, name) is None for name in FIELD_NAMES)
+
+
+class Snapshot(PerceptionFields):
+    """The newest value of each field across all observations."""
+
+
+class Observation(PerceptionFields):
+    """One perception message (or one audio-analysed / Basic user turn)."""
+
+    message_index: int = Field(description="Index in the request's `messages`.")
+    source: Source = Field(description="Which Tavus format it came from.")
+
+
+class ParseIssue(StrictModel):
+    """Something odd the parser worked around; parsing never raises."""
+
+    message_index: int | None = Field(description="Index of the message, or null for the list.")
+    kind: IssueKind
+    detail: str
+
+
+class Conversation(StrictModel):
+    """A Tavus request's messages, split into conversation and perception."""
+
+    mode: Mode = Field(description="Which perception format the request uses.")
+    latest: Snapshot = Field(description="Newest value of each field (null when never seen).")
+    observations: list[Observation] = Field(description="Every observation, in message order.")
+    messages: list[Any] = Field(
+        description=(
+            "The conversation with perception removed: persona system text verbatim, clean "
+            "user speech, assistant turns and tool calls/results untouched."
+        )
+    )
+    issues: list[ParseIssue] = Field(description="What was odd in the input.")

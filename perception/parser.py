@@ -1,0 +1,186 @@
+"""`parse_messages`: a Tavus `messages` list in, a structured `Conversation` out.
+
+Walks the messages once. System (and developer) messages may hold raven blocks; user turns may
+start with raven-1 audio analysis or carry Basic prefixes; assistant and tool messages are never
+perception, whatever they contain. The parser never raises on a list: anything odd is kept
+as it was and reported in `issues`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from perception.models import (
+    FIELD_NAMES,
+    Conversation,
+    IssueKind,
+    Mode,
+    Observation,
+    ParseIssue,
+    Snapshot,
+    Source,
+)
+from perception.raven import KNOWN_TAGS, Block, find_blocks, remove_blocks, split_observations
+from perception.speech import is_basic_turn, split_basic_turn, split_leading_audio
+from perception.text import clean_value, message_text, with_text
+
+DEFAULT_MAX_FIELD_CHARS = 4000
+_INSTRUCTION_ROLES = frozenset({"system", "developer"})
+
+
+class _ConversationBuilder:
+    """Accumulates the output of one parse; thrown away afterwards."""
+
+    def __init__(self, max_field_chars: int) -> None:
+        self.max_field_chars = max_field_chars
+        self.messages: list[Any] = []
+        self.observations: list[Observation] = []
+        self.issues: list[ParseIssue] = []
+        self.saw_raven = False
+        self.saw_basic = False
+
+    def issue(self, index: int | None, kind: IssueKind, detail: str) -> None:
+        self.issues.append(ParseIssue(message_index=index, kind=kind, detail=detail))
+
+    def clean(self, index: int, name: str, raw: str) -> str:
+        cleaned = clean_value(raw, self.max_field_chars)
+        if cleaned.had_nested_markup:
+            self.issue(index, "nested_tag", f"perception markup inside {name} was neutralised")
+        if cleaned.truncated_from is not None:
+            self.issue(
+                index,
+                "truncated_field",
+                f"{name} was {cleaned.truncated_from} characters; cut to {self.max_field_chars}",
+            )
+        return cleaned.text
+
+    def observe(self, index: int, source: Source, fields: dict[str, Any]) -> None:
+        self.observations.append(Observation(message_index=index, source=source, **fields))
+
+    def system_message(self, index: int, message: dict[str, Any], text: str) -> None:
+        observed: list[Block] = []
+        leftover = text
+        # Repeat until the leftover holds no observation: removing a block can re-pair a stray
+        # tag around it (found by the idempotence property test), so one pass is not enough.
+        while True:
+            blocks = find_blocks(leftover)
+            found = split_observations(leftover, blocks)[0] if blocks else []
+            if not found:
+                break
+            observed.extend(found)
+            leftover = remove_blocks(leftover, found)
+        if not observed:
+            self.messages.append(message)
+            return
+        fields: dict[str, Any] = {}
+        extra: dict[str, str] = {}
+        for block in observed:
+            field = KNOWN_TAGS.get(block.name)
+            if not block.closed:
+                self.issue(index, "unclosed_tag", f"<{block.name}> has no closing tag")
+            if (field is not None and field in fields) or block.name in extra:
+                self.issue(index, "duplicate_tag", f"<{block.name}> appears twice; kept the last")
+            value = self.clean(index, block.name, block.value)
+            if field is None:
+                extra[block.name] = value
+            else:
+                fields[field] = value
+        self.saw_raven = True
+        self.observe(index, "raven", {**fields, "extra": extra})
+        if leftover or (isinstance(message.get("content"), list) and len(message["content"]) > 1):
+            self.messages.append(with_text(message, leftover))
+
+    def user_message(self, index: int, message: dict[str, Any], text: str) -> None:
+        speech = text
+        analyses: list[str] = []
+        scene: str | None = None
+        is_basic = False
+        # Repeat until stable, so the cleaned speech never starts with perception markup.
+        while True:
+            audio = split_leading_audio(speech)
+            if audio is not None and audio.analyses:
+                analyses.extend(audio.analyses)
+                speech = audio.speech
+                continue
+            if audio is not None and audio.unclosed:
+                self.issue(index, "unclosed_tag", "<user_audio_analysis> has no closing tag")
+            if is_basic_turn(speech):
+                turn = split_basic_turn(speech)
+                is_basic = True
+                speech = turn.speech
+                if turn.visual_scene is not None:
+                    scene = turn.visual_scene
+                continue
+            break
+        if not analyses and not is_basic:
+            self.messages.append(message)
+            return
+        self.messages.append(with_text(message, speech))
+        if analyses:
+            self.saw_raven = True
+            audio_text = " ".join(analyses)
+            self.observe(index, "audio", {"audio": self.clean(index, "audio", audio_text)})
+        if is_basic:
+            self.saw_basic = True
+            if scene is not None:
+                cleaned_scene = self.clean(index, "visual_scene", scene)
+                self.observe(index, "basic", {"visual_scene": cleaned_scene})
+
+    def mode(self) -> Mode:
+        if self.saw_raven and self.saw_basic:
+            self.issue(None, "mixed_modes", "both raven and Basic perception found; mode is raven")
+        if self.saw_raven:
+            return "raven"
+        return "basic" if self.saw_basic else "none"
+
+    def latest(self) -> Snapshot:
+        newest: dict[str, Any] = {}
+        extra: dict[str, str] = {}
+        for observation in self.observations:
+            for name in FIELD_NAMES:
+                value = getattr(observation, name)
+                if value is not None:
+                    newest[name] = value
+            extra.update(observation.extra)
+        return Snapshot(**newest, extra=extra)
+
+
+def parse_messages(
+    messages: Any, *, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
+) -> Conversation:
+    """Split a chat-completions `messages` list into conversation and perception.
+
+    Never raises: a non-list gives an empty conversation with an `invalid_messages` issue, and
+    odd elements are passed through unchanged with an issue each.
+    """
+    builder = _ConversationBuilder(max_field_chars)
+    if not isinstance(messages, list):
+        builder.issue(
+            None, "invalid_messages", f"messages must be a list, got {type(messages).__name__}"
+        )
+        messages = []
+    for index, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if not isinstance(role, str):
+            builder.issue(index, "invalid_message", "not an object with a string role; kept as is")
+            builder.messages.append(message)
+            continue
+        if role not in _INSTRUCTION_ROLES and role != "user":
+            builder.messages.append(message)  # assistant/tool text is never perception
+            continue
+        text = message_text(message.get("content"))
+        if text is None:
+            builder.issue(index, "invalid_content", "content is not a string, null or parts list")
+            builder.messages.append(message)
+        elif role == "user":
+            builder.user_message(index, message, text)
+        else:
+            builder.system_message(index, message, text)
+    mode = builder.mode()
+    return Conversation(
+        mode=mode,
+        latest=builder.latest(),
+        observations=builder.observations,
+        messages=builder.messages,
+        issues=builder.issues,
+    )

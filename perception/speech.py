@@ -1,0 +1,86 @@
+"""Perception carried inside user turns: raven-1's leading audio analysis and Basic's prefixes.
+
+Only the *leading* `<user_audio_analysis>` of a user turn is perception; the same tag later in
+the speech is something the user said. Basic turns look like
+`USER_SPEECH: … VISUAL_SCENE: …` with either part missing and irregular whitespace. Tavus
+appends the scene after the speech, so the split is at the *last* `VISUAL_SCENE:`: a user who
+says "VISUAL_SCENE:" cannot push words of their own into the scene or lose speech to it.
+Leading markers are stripped repeatedly so cleaned speech never begins with one (which keeps
+parsing idempotent).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SPEECH_MARKER = "USER_SPEECH:"
+SCENE_MARKER = "VISUAL_SCENE:"
+_AUDIO_BLOCK_RE = re.compile(
+    r"\s*<user_audio_analysis(?:[ \t][^<>\n]*)?>(.*?)</\s*user_audio_analysis\s*>", re.I | re.S
+)
+_AUDIO_OPEN_RE = re.compile(r"\s*<user_audio_analysis(?:[ \t][^<>\n]*)?>", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class LeadingAudio:
+    analyses: list[str]  # raw values of the leading audio blocks (usually one)
+    speech: str  # what remains, trimmed
+    unclosed: bool  # an opening audio tag with no closing tag: left in the speech
+
+
+def split_leading_audio(text: str) -> LeadingAudio | None:
+    """The audio analyses at the start of a user turn, or None when it has none."""
+    if not text.lstrip().startswith("<"):
+        return None
+    analyses: list[str] = []
+    position = 0
+    while True:
+        match = _AUDIO_BLOCK_RE.match(text, position)
+        if match is None:
+            break
+        analyses.append(match.group(1))
+        position = match.end()
+    unclosed = _AUDIO_OPEN_RE.match(text, position) is not None
+    if not analyses and not unclosed:
+        return None
+    return LeadingAudio(analyses, text[position:].strip(), unclosed)
+
+
+def is_basic_turn(text: str) -> bool:
+    stripped = text.lstrip()
+    return stripped.startswith(SPEECH_MARKER) or stripped.startswith(SCENE_MARKER)
+
+
+def strip_markers(speech: str) -> str:
+    speech = speech.strip()
+    while True:
+        for marker in (SPEECH_MARKER, SCENE_MARKER):
+            if speech.startswith(marker):
+                speech = speech[len(marker) :].lstrip()
+                break
+        else:
+            return speech
+
+
+@dataclass(frozen=True, slots=True)
+class BasicTurn:
+    speech: str
+    visual_scene: str | None
+
+
+def split_basic_turn(text: str) -> BasicTurn:
+    """Speech and scene of a turn for which `is_basic_turn` holds."""
+    stripped = text.strip()
+    if stripped.startswith(SPEECH_MARKER):
+        body = stripped[len(SPEECH_MARKER) :]
+        cut = body.rfind(SCENE_MARKER)
+        if cut == -1:
+            return BasicTurn(strip_markers(body), None)
+        return BasicTurn(strip_markers(body[:cut]), body[cut + len(SCENE_MARKER) :])
+    # Scene first (or scene only): the speech, if any, follows the first USER_SPEECH:.
+    body = stripped[len(SCENE_MARKER) :]
+    cut = body.find(SPEECH_MARKER)
+    if cut == -1:
+        return BasicTurn("", body)
+    return BasicTurn(strip_markers(body[cut + len(SPEECH_MARKER) :]), body[:cut])

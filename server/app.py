@@ -1,0 +1,40 @@
+"""`create_app(settings)`: the FastAPI application, wired in one place.
+
+Resources (the responder) live on `app.state`, created in the lifespan; routes stay thin.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from server.echo import EchoResponder
+from server.errors import install_error_handlers
+from server.routes import chat, meta, perception
+from server.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.responder = EchoResponder(settings.echo_model, settings.echo_word_delay_ms)
+        yield
+
+    app = FastAPI(
+        title="perception-llm",
+        summary="OpenAI-compatible custom LLM for Tavus personas, with perception parsing.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.started_at = int(time.time())
+    install_error_handlers(app)
+    app.include_router(chat.router)
+    app.include_router(meta.router)
+    app.include_router(perception.router)
+    return app

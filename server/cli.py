@@ -1,0 +1,146 @@
+"""The `perception-llm` command: `serve` the endpoint, `parse` a request's perception.
+
+User errors print one clear line on stderr and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from perception import Conversation, parse_messages
+
+EXAMPLES = """\
+examples:
+  perception-llm serve                         # http://127.0.0.1:8000/v1, offline responder
+  PERCEPTION_LLM_API_KEY=secret perception-llm serve --host 0.0.0.0
+  perception-llm parse request.json --pretty   # what was perceived in a Tavus request
+  cat request.json | perception-llm parse -
+"""
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called or in its input: one line, exit 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="perception-llm",
+        description="Custom-LLM backend for Tavus personas that understands perception.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the OpenAI-compatible server")
+    serve.add_argument(
+        "--host", help="interface to bind (default: PERCEPTION_LLM_HOST or 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, help="port (default: PERCEPTION_LLM_PORT or 8000)")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback host without PERCEPTION_LLM_API_KEY",
+    )
+
+    parse = commands.add_parser("parse", help="print the perception parsed from a request")
+    parse.add_argument(
+        "file", help="a messages list or a chat-completions body (JSON); - for stdin"
+    )
+    parse.add_argument("--pretty", action="store_true", help="a readable summary instead of JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(args)
+        return parse(args)
+    except UsageError as error:
+        print(f"perception-llm: error: {error}", file=sys.stderr)
+        return 2
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    from pydantic import ValidationError
+
+    from server.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise UsageError(f"bad setting {first['loc'][0]}: {first['msg']}") from None
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    if args.insecure:
+        settings = settings.model_copy(update={"allow_insecure": True})
+    problem = settings.key_required_host_problem(host)
+    if problem:
+        raise UsageError(problem)
+    uvicorn.run(
+        "server.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+    )
+    return 0
+
+
+def load_messages(source: str) -> Any:
+    try:
+        text = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()  # noqa: SIM115
+    except OSError as error:
+        raise UsageError(f"cannot read {source}: {error.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{source} is not JSON: {error.msg} at line {error.lineno}") from None
+    if isinstance(data, dict):
+        if not isinstance(data.get("messages"), list):
+            raise UsageError(f'{source} has no "messages" list')
+        return data["messages"]
+    if not isinstance(data, list):
+        raise UsageError(f"{source} must hold a messages list or a chat-completions body")
+    return data
+
+
+def parse(args: argparse.Namespace) -> int:
+    conversation = parse_messages(load_messages(args.file))
+    if args.pretty:
+        print(summarise(conversation))
+    else:
+        print(json.dumps(conversation.model_dump(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def summarise(conversation: Conversation) -> str:
+    """A human-readable account of what was perceived."""
+    lines = [f"mode: {conversation.mode}"]
+    latest = conversation.latest.model_dump()
+    extra = latest.pop("extra")
+    seen = {name: value for name, value in latest.items() if value is not None}
+    seen.update(extra)
+    lines.append("latest:" if seen else "latest: nothing perceived")
+    lines.extend(f"  {name}: {value}" for name, value in seen.items())
+    lines.append(f"observations: {len(conversation.observations)}")
+    for observation in conversation.observations:
+        fields = observation.model_dump(exclude={"message_index", "source", "extra"})
+        fields.update(observation.extra)
+        shown = "; ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        lines.append(f"  [{observation.message_index}] {observation.source}: {shown}")
+    lines.append(f"messages after cleaning: {len(conversation.messages)}")
+    for issue in conversation.issues:
+        where = "" if issue.message_index is None else f"[{issue.message_index}] "
+        lines.append(f"issue: {where}{issue.kind}: {issue.detail}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

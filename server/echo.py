@@ -1,0 +1,88 @@
+"""The built-in offline responder (`echo`): answers with no model and no keys.
+
+It quotes the user's last utterance and says what perception reports about the user, so anyone
+can wire a Tavus persona to this server and *hear* what it perceives. The reply is deterministic
+and streamed word by word like a model's, optionally paced by `echo_word_delay_ms`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from perception import Conversation, Snapshot
+from perception.text import message_text
+from prompts import estimate_message_tokens, estimate_tokens
+from server.responders import CompletionJob, ResponseEvent
+
+_WORD_RE = re.compile(r"\s*\S+\s*")
+_SPEECH_LIMIT = 400  # quoting a whole pasted essay back is not useful in a voice reply
+
+
+def last_user_speech(messages: list[Any]) -> str | None:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return (message_text(message.get("content")) or "").strip()
+    return None
+
+
+def describe_perception(latest: Snapshot) -> list[str]:
+    """One sentence per perceived field, in a fixed order."""
+    labelled = [
+        ("What I see", latest.appearance),
+        ("Your emotions", latest.emotions),
+        ("On your screen", latest.screenshare),
+        ("The scene", latest.visual_scene),
+        ("Your voice", latest.audio),
+        *(
+            (tag.removeprefix("user_").replace("_", " ").capitalize(), value)
+            for tag, value in sorted(latest.extra.items())
+        ),
+    ]
+    return [f"{label}: {value.rstrip('.')}." for label, value in labelled if value]
+
+
+def compose_reply(conversation: Conversation) -> str:
+    speech = last_user_speech(conversation.messages)
+    if speech is None or not speech:
+        opening = "I didn't hear anything from you yet."
+    else:
+        quoted = speech if len(speech) <= _SPEECH_LIMIT else speech[:_SPEECH_LIMIT] + "…"
+        opening = f'You said: "{quoted}"'
+    perceived = describe_perception(conversation.latest)
+    if not perceived:
+        perceived = ["I have no perception of you in this request."]
+    return " ".join([opening, *perceived])
+
+
+class EchoResponder:
+    """Deterministic offline responder; see module docstring."""
+
+    def __init__(self, model: str, word_delay_ms: float = 0.0) -> None:
+        self.model = model
+        self.word_delay = word_delay_ms / 1000
+
+    def model_for(self, job: CompletionJob) -> str:
+        return self.model
+
+    def served_models(self) -> list[str]:
+        return [self.model]
+
+    async def stream(self, job: CompletionJob) -> AsyncIterator[ResponseEvent]:
+        reply = compose_reply(job.conversation)
+        for index, word in enumerate(_WORD_RE.findall(reply)):
+            if self.word_delay and index:
+                await asyncio.sleep(self.word_delay)
+            yield ResponseEvent(delta={"content": word})
+        prompt_tokens = estimate_message_tokens(job.prompt_messages)
+        completion_tokens = estimate_tokens(reply)
+        yield ResponseEvent(
+            finish_reason="stop",
+            usage={
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        )

@@ -1,0 +1,40 @@
+"""`GET /v1/models` (and `/models`) and `GET /healthz`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from server.auth import AuthDep
+from server.responders import Responder
+
+router = APIRouter()
+
+
+async def list_models(request: Request) -> dict[str, Any]:
+    responder: Responder = request.app.state.responder
+    created = request.app.state.started_at
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": created, "owned_by": "perception-llm"}
+            for name in responder.served_models()
+        ],
+    }
+
+
+for path in ("/v1/models", "/models"):
+    router.add_api_route(
+        path,
+        list_models,
+        methods=["GET"],
+        dependencies=[AuthDep],
+        include_in_schema=path.startswith("/v1"),
+        summary="List the models this server answers as",
+    )
+
+
+@router.get("/healthz", summary="Liveness: 200 while the process serves requests")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}

@@ -1,0 +1,90 @@
+"""Runtime settings: one pydantic-settings class read from `PERCEPTION_LLM_*` env vars and `.env`.
+
+Every field carries a description; the README's configuration table mirrors them (a test keeps
+the two in step). Settings are built by `load_settings()` when the app or CLI starts, never at
+import time, so tests can construct their own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can configure, with safe defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PERCEPTION_LLM_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    host: str = Field(
+        "127.0.0.1",
+        description="Interface `perception-llm serve` binds to (`--host` overrides).",
+    )
+    port: int = Field(
+        8000, ge=0, le=65535, description="TCP port `perception-llm serve` listens on (`--port`)."
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description=(
+            "Bearer key clients must send. Unset: no auth, and the server refuses non-loopback "
+            "hosts unless `allow_insecure` is set."
+        ),
+    )
+    allow_insecure: bool = Field(
+        False,
+        description="Allow serving a non-loopback host without an API key (`--insecure`).",
+    )
+    echo_model: str = Field(
+        "echo", description="Model id of the built-in offline responder, listed by `/v1/models`."
+    )
+    echo_word_delay_ms: float = Field(
+        0.0,
+        ge=0,
+        le=5000,
+        description="Pause between words of the offline responder, to mimic a model's pacing.",
+    )
+    keepalive_seconds: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Interval of SSE comment keep-alives (`: keep-alive`) on open streams, so proxies "
+            "and Tavus' read timeout do not cut a quiet stream."
+        ),
+    )
+    perception_max_field_chars: int = Field(
+        4000,
+        ge=16,
+        description="Cap on each perception field's length; longer values are cut and reported.",
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+
+    def key_required_host_problem(self, host: str) -> str | None:
+        """Say why serving `host` is unsafe with these settings, or None when it is fine."""
+        if self.api_key is not None or self.allow_insecure or is_loopback(host):
+            return None
+        return (
+            f"refusing to serve {host} without an API key: set PERCEPTION_LLM_API_KEY, "
+            "or pass --insecure to serve it unauthenticated"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """True for names and addresses that only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment and `.env` (called at start-up, not import)."""
+    return Settings()

@@ -1,0 +1,109 @@
+"""Turns a responder's events into the OpenAI wire format: SSE chunks, or one completion.
+
+The contract (issue 2): every chunk shares id/created/model, the first delta carries
+`role: "assistant"`, exactly one chunk has a `finish_reason`, a usage chunk (no choices) comes
+only when asked for, and the stream always ends with `data: [DONE]`. An error after the stream
+has started becomes a `data: {"error": …}` event followed by `[DONE]` (what openai-python raises
+on). Cancellation (client gone) is never caught here: the `finally` closes the responder's
+iterator at once so upstream work stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from server.chunks import ChunkEncoder
+from server.errors import APIError
+from server.responders import ResponseEvent
+from server.sse import DONE, compact_json, data_event
+
+logger = logging.getLogger(__name__)
+
+ZERO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
+async def _close(events: AsyncIterator[ResponseEvent]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def stream_chunks(
+    events: AsyncIterator[ResponseEvent], encoder: ChunkEncoder, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """SSE bytes for a streamed completion (see module docstring)."""
+    role_sent = False
+    finished = False
+    usage: dict[str, Any] | None = None
+    try:
+        async for event in events:
+            if event.usage is not None:
+                usage = event.usage
+            if finished or (event.delta is None and event.finish_reason is None):
+                continue
+            delta = event.delta or {}
+            if not role_sent:
+                delta = {"role": "assistant", **delta}
+                role_sent = True
+            yield data_event(encoder.choice(delta, event.finish_reason))
+            finished = event.finish_reason is not None
+        if not finished:
+            yield data_event(encoder.choice({} if role_sent else {"role": "assistant"}, "stop"))
+        if include_usage:
+            yield data_event(encoder.usage(usage or ZERO_USAGE))
+    except APIError as error:
+        logger.warning("stream failed after it started: %s", error.message)
+        yield data_event(compact_json(error.body()))
+    except Exception:  # a bug must still end the stream properly, never cut it mid-way
+        logger.exception("stream failed after it started")
+        yield data_event(compact_json(APIError("The server had an error while streaming.").body()))
+    finally:
+        await _close(events)
+    yield DONE
+
+
+async def collect_completion(
+    events: AsyncIterator[ResponseEvent], encoder: ChunkEncoder
+) -> dict[str, Any]:
+    """A non-streamed `chat.completion`: content joined, tool-call fragments merged by index."""
+    content: list[str] = []
+    tool_calls: dict[int, dict[str, Any]] = {}
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    try:
+        async for event in events:
+            if event.usage is not None:
+                usage = event.usage
+            if event.finish_reason is not None and finish_reason is None:
+                finish_reason = event.finish_reason
+            if event.delta:
+                if isinstance(event.delta.get("content"), str):
+                    content.append(event.delta["content"])
+                for fragment in event.delta.get("tool_calls") or ():
+                    _merge_tool_call(tool_calls, fragment)
+    finally:
+        await _close(events)
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(content) or None}
+    if tool_calls:
+        message["tool_calls"] = [tool_calls[i] for i in sorted(tool_calls)]
+    elif message["content"] is None:
+        message["content"] = ""
+    return encoder.completion(message, finish_reason or "stop", usage or ZERO_USAGE)
+
+
+def _merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any]) -> None:
+    index = fragment.get("index", len(calls))
+    call = calls.setdefault(
+        index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+    )
+    if fragment.get("id"):
+        call["id"] = fragment["id"]
+    if fragment.get("type"):
+        call["type"] = fragment["type"]
+    function = fragment.get("function") or {}
+    if function.get("name"):
+        call["function"]["name"] += function["name"]
+    if function.get("arguments"):
+        call["function"]["arguments"] += function["arguments"]

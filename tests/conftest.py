@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.settings import Settings
+from tests.live import running_server
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings isolated from the developer's environment and `.env`."""
+    return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("PERCEPTION_LLM_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def live_url() -> Iterator[str]:
+    """A server with default settings (offline responder, no key)."""
+    with running_server(make_settings()) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def keyed_url() -> Iterator[str]:
+    """A server that requires `Authorization: Bearer test-key`."""
+    with running_server(make_settings(api_key="test-key")) as url:
+        yield url
+
+
+def load_sample(name: str) -> dict[str, Any]:
+    """A request body shaped like Tavus traffic (copies of shared/samples, kept with the tests
+    so a clone without shared/ still runs them)."""
+    data: dict[str, Any] = json.loads((FIXTURES / "samples" / f"{name}.json").read_text())
+    return data

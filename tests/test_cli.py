@@ -1,0 +1,127 @@
+"""The `perception-llm` command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import openai
+
+from tests.conftest import FIXTURES
+
+SAMPLE = FIXTURES / "samples" / "raven0-documented.json"
+
+
+def cli(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_parse_file_prints_the_structured_json() -> None:
+    result = cli("parse", str(SAMPLE))
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output["mode"] == "raven"
+    assert output["latest"]["emotions"] == "Neutral, attentive."
+    assert len(output["messages"]) == 3
+
+
+def test_parse_reads_stdin_and_bare_lists() -> None:
+    messages = json.loads(SAMPLE.read_text())["messages"]
+    result = cli("parse", "-", stdin=json.dumps(messages))
+    assert result.returncode == 0
+    assert (
+        json.loads(result.stdout)["latest"]["screenshare"] == "A recipe website showing pancakes."
+    )
+
+
+def test_parse_pretty_summary() -> None:
+    result = cli("parse", "--pretty", str(FIXTURES / "perception" / "raven-variants.json"))
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "mode: raven"
+    assert "  emotions: Anxious, tapping the desk." in lines
+    assert "  user_gaze: Looking at the second monitor." in lines
+    assert "observations: 3" in lines
+    assert "issue: [4] unclosed_tag: <user_emotions> has no closing tag" in lines
+
+
+def test_parse_errors_are_one_line_with_status_2(tmp_path: Path) -> None:
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{nope")
+    no_messages = tmp_path / "none.json"
+    no_messages.write_text('{"model": "x"}')
+    for args in (
+        ["parse", str(tmp_path / "missing.json")],
+        ["parse", str(bad_json)],
+        ["parse", str(no_messages)],
+    ):
+        result = cli(*args)
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("perception-llm: error:")
+        assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_public_host_without_key() -> None:
+    result = cli("serve", "--host", "0.0.0.0", "--port", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "perception-llm: error: refusing to serve 0.0.0.0 without an API key: "
+        "set PERCEPTION_LLM_API_KEY, or pass --insecure to serve it unauthenticated"
+    )
+
+
+def test_serve_rejects_bad_settings_in_one_line() -> None:
+    result = cli("serve", env={"PERCEPTION_LLM_PORT": "not-a-port"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("perception-llm: error: bad setting port")
+
+
+def test_serve_starts_and_answers_the_sdk() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PERCEPTION_LLM_API_KEY": "k"},
+    )
+    try:
+        assert process.stderr is not None
+        port = None
+        for line in process.stderr:  # uvicorn announces the bound port once it accepts
+            match = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line)
+            if match:
+                port = int(match.group(1))
+                break
+        assert port, "server did not announce its port"
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0)
+        reply = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "ping"}]
+        )
+        assert (
+            reply.choices[0].message.content
+            == 'You said: "ping" I have no perception of you in this request.'
+        )
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
+
+
+def test_help_shows_examples() -> None:
+    result = cli("--help")
+    assert result.returncode == 0
+    assert "perception-llm serve" in result.stdout and "examples:" in result.stdout
