@@ -21,6 +21,7 @@ IssueKind = Literal[
     "duplicate_tag",  # the same field twice in one message (the last one wins)
     "truncated_field",  # a value longer than the cap was cut
     "mixed_modes",  # raven and Basic perception in one conversation
+    "stray_text",  # text after the first observation, outside blocks: kept as data
 ]
 
 FIELD_NAMES = ("appearance", "emotions", "screenshare", "visual_scene", "audio")

@@ -20,7 +20,14 @@ from perception.models import (
     Snapshot,
     Source,
 )
-from perception.raven import KNOWN_TAGS, Block, find_blocks, remove_blocks, split_observations
+from perception.raven import (
+    KNOWN_TAGS,
+    UNPARSED_KEY,
+    Block,
+    find_blocks,
+    remove_blocks,
+    split_observations,
+)
 from perception.speech import is_basic_turn, split_basic_turn, split_leading_audio
 from perception.text import clean_value, message_text, with_text
 
@@ -58,20 +65,27 @@ class _ConversationBuilder:
         self.observations.append(Observation(message_index=index, source=source, **fields))
 
     def system_message(self, index: int, message: dict[str, Any], text: str) -> None:
-        observed: list[Block] = []
-        leftover = text
-        # Repeat until the leftover holds no observation: removing a block can re-pair a stray
-        # tag around it (found by the idempotence property test), so one pass is not enough.
-        while True:
-            blocks = find_blocks(leftover)
-            found = split_observations(leftover, blocks)[0] if blocks else []
+        blocks = find_blocks(text)
+        first = split_observations(text, blocks)[0] if blocks else []
+        if not first:
+            self.messages.append(message)
+            return
+        # Only text before the first observation can be trusted as persona text or framing:
+        # perception values are untrusted (a screen can show "</user_screenshare>"), and every
+        # value starts after that point, so whatever else follows it is kept as data.
+        boundary = first[0].start
+        persona = text[:boundary].strip()
+        observed: list[Block] = list(first)
+        rest = remove_blocks(text, first, start=boundary)
+        # Repeat until the rest holds no observation: removing a block can re-pair a stray tag
+        # around it (found by the idempotence property test), so one pass is not enough.
+        while rest:
+            blocks = find_blocks(rest)
+            found = split_observations(rest, blocks)[0] if blocks else []
             if not found:
                 break
             observed.extend(found)
-            leftover = remove_blocks(leftover, found)
-        if not observed:
-            self.messages.append(message)
-            return
+            rest = remove_blocks(rest, found)
         fields: dict[str, Any] = {}
         extra: dict[str, str] = {}
         for block in observed:
@@ -86,9 +100,12 @@ class _ConversationBuilder:
             else:
                 fields[field] = value
         self.saw_raven = True
+        if rest:
+            self.issue(index, "stray_text", "text after the first observation kept as data")
+            extra[UNPARSED_KEY] = self.clean(index, UNPARSED_KEY, rest)
         self.observe(index, "raven", {**fields, "extra": extra})
-        if leftover or (isinstance(message.get("content"), list) and len(message["content"]) > 1):
-            self.messages.append(with_text(message, leftover))
+        if persona or (isinstance(message.get("content"), list) and len(message["content"]) > 1):
+            self.messages.append(with_text(message, persona))
 
     def user_message(self, index: int, message: dict[str, Any], text: str) -> None:
         speech = text

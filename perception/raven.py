@@ -38,6 +38,7 @@ _OPEN_RE = re.compile(r"<(user_[a-z0-9_]+)(?:[ \t][^<>\n]*)?>", re.I)
 # for a same-name opening tag inside it, which would make the first opening tag unclosed.
 _CLOSED_BLOCK_RE = re.compile(r"<(user_[a-z0-9_]+)(?:[ \t][^<>\n]*)?>(.*?)</\s*\1\s*>", re.I | re.S)
 _TAG_BOUNDARY_RE = re.compile(r"<\s*/?\s*user_", re.I)
+UNPARSED_KEY = "unparsed"  # `extra` key for text after the first observation outside blocks
 _PLACEHOLDERS = frozenset({"", "...", "…", "…."})
 
 
@@ -63,14 +64,16 @@ def find_blocks(text: str) -> list[Block]:
     blocks: list[Block] = []
     gap_start = 0
     for match in _CLOSED_BLOCK_RE.finditer(text):
-        value = match.group(2)
-        if _OPEN_RE.search(text, gap_start, match.start()) or (
-            "<" in value and _reopen_re(match.group(1).lower()).search(value)
+        name, value = match.group(1).lower(), match.group(2)
+        start = match.start()
+        # str.find before the regex: gaps between Tavus' blocks are almost always whitespace.
+        if (text.find("<", gap_start, start) != -1 and _OPEN_RE.search(text, gap_start, start)) or (
+            "<" in value and _reopen_re(name).search(value)
         ):
             return _scan_blocks(text)
-        blocks.append(Block(match.group(1).lower(), match.start(), match.end(), value, True))
         gap_start = match.end()
-    if _OPEN_RE.search(text, gap_start):
+        blocks.append(Block(name, start, gap_start, value, True))
+    if text.find("<", gap_start) != -1 and _OPEN_RE.search(text, gap_start):
         return _scan_blocks(text)
     return blocks
 
@@ -128,10 +131,10 @@ def split_observations(text: str, blocks: list[Block]) -> tuple[list[Block], lis
     return observations, mentions
 
 
-def remove_blocks(text: str, blocks: list[Block]) -> str:
-    """`text` without `blocks` (given in order), surrounding whitespace trimmed."""
+def remove_blocks(text: str, blocks: list[Block], start: int = 0) -> str:
+    """`text[start:]` without `blocks` (given in order), surrounding whitespace trimmed."""
     pieces = []
-    position = 0
+    position = start
     for block in blocks:
         pieces.append(text[position : block.start])
         position = block.end

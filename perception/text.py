@@ -53,6 +53,13 @@ def _neutral_markup(match: re.Match[str]) -> str:
     return f"[{match.group(4)}user_"
 
 
+def neutralise_markup(text: str) -> str:
+    """Perception markup (`<user_x>`, `</user_x>`, a dangling `<user_`) → `[user_x]` etc."""
+    if "<" not in text:
+        return text
+    return _NESTED_MARKUP_RE.sub(_neutral_markup, text)
+
+
 def strip_invisible(text: str) -> str:
     if _INVISIBLE_RE.search(text) is None:  # the common case costs one regex scan
         return text
@@ -64,8 +71,8 @@ def clean_value(raw: str, max_chars: int) -> CleanedValue:
     text = " ".join(strip_invisible(raw).split())
     nested = False
     if "<" in text:
-        text, count = _NESTED_MARKUP_RE.subn(_neutral_markup, text)
-        nested = count > 0
+        neutral = neutralise_markup(text)
+        nested, text = neutral != text, neutral
     truncated_from = None
     if len(text) > max_chars:
         truncated_from = len(text)

@@ -11,9 +11,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from prompts.templates import TemplateLibrary
 from server.echo import EchoResponder
 from server.errors import install_error_handlers
-from server.routes import chat, meta, perception
+from server.routes import chat, meta, perception, prompts
 from server.settings import Settings, load_settings
 
 
@@ -32,9 +33,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Loaded (and test-rendered) here, so a broken user template stops start-up with its name.
+    library = TemplateLibrary(settings.prompts_dir)
+    library.get(settings.prompt)
+    app.state.templates = library
     app.state.started_at = int(time.time())
     install_error_handlers(app)
     app.include_router(chat.router)
     app.include_router(meta.router)
     app.include_router(perception.router)
+    app.include_router(prompts.router)
     return app

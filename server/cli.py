@@ -9,15 +9,22 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from perception import Conversation, parse_messages
+from prompts.render import render_prompt
+from prompts.templates import TemplateError, TemplateLibrary
+from server.settings import Settings, load_settings
 
 EXAMPLES = """\
 examples:
   perception-llm serve                         # http://127.0.0.1:8000/v1, offline responder
   PERCEPTION_LLM_API_KEY=secret perception-llm serve --host 0.0.0.0
   perception-llm parse request.json --pretty   # what was perceived in a Tavus request
+  perception-llm render request.json --prompt minimal   # what the model would be sent
   cat request.json | perception-llm parse -
 """
 
@@ -46,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow a non-loopback host without PERCEPTION_LLM_API_KEY",
     )
 
+    render = commands.add_parser(
+        "render", help="print the messages the response model would get for a request"
+    )
+    render.add_argument("file", help="a chat-completions body or messages list (JSON); - for stdin")
+    render.add_argument("--prompt", help="template name (default: the body's `prompt` or setting)")
+
     parse = commands.add_parser("parse", help="print the perception parsed from a request")
     parse.add_argument(
         "file", help="a messages list or a chat-completions body (JSON); - for stdin"
@@ -59,23 +72,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(args)
+        if args.command == "render":
+            return render(args)
         return parse(args)
     except UsageError as error:
         print(f"perception-llm: error: {error}", file=sys.stderr)
         return 2
 
 
-def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-    from pydantic import ValidationError
-
-    from server.settings import load_settings
-
+def settings_or_error() -> Settings:
     try:
-        settings = load_settings()
+        return load_settings()
     except ValidationError as error:
         first = error.errors()[0]
         raise UsageError(f"bad setting {first['loc'][0]}: {first['msg']}") from None
+
+
+def templates_or_error(settings: Settings) -> TemplateLibrary:
+    try:
+        library = TemplateLibrary(settings.prompts_dir)
+        library.get(settings.prompt)
+    except TemplateError as error:
+        raise UsageError(str(error)) from None
+    return library
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = settings_or_error()
+    templates_or_error(settings)
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     if args.insecure:
@@ -93,30 +119,53 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_messages(source: str) -> Any:
+def load_body(source: str) -> dict[str, Any]:
+    """A chat-completions body from a file; a bare messages list becomes `{"messages": …}`."""
     try:
-        text = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()  # noqa: SIM115
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except OSError as error:
         raise UsageError(f"cannot read {source}: {error.strerror}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise UsageError(f"{source} is not JSON: {error.msg} at line {error.lineno}") from None
-    if isinstance(data, dict):
-        if not isinstance(data.get("messages"), list):
-            raise UsageError(f'{source} has no "messages" list')
-        return data["messages"]
-    if not isinstance(data, list):
+    if isinstance(data, list):
+        data = {"messages": data}
+    if not isinstance(data, dict):
         raise UsageError(f"{source} must hold a messages list or a chat-completions body")
+    if not isinstance(data.get("messages"), list):
+        raise UsageError(f'{source} has no "messages" list')
     return data
 
 
 def parse(args: argparse.Namespace) -> int:
-    conversation = parse_messages(load_messages(args.file))
+    settings = settings_or_error()
+    conversation = parse_messages(
+        load_body(args.file)["messages"], max_field_chars=settings.perception_max_field_chars
+    )
     if args.pretty:
         print(summarise(conversation))
     else:
         print(json.dumps(conversation.model_dump(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def render(args: argparse.Namespace) -> int:
+    settings = settings_or_error()
+    library = templates_or_error(settings)
+    body = load_body(args.file)
+    name = args.prompt or body.get("prompt") or settings.prompt
+    try:
+        template = library.get(str(name))
+    except TemplateError as error:
+        raise UsageError(str(error)) from None
+    conversation = parse_messages(
+        body["messages"], max_field_chars=settings.perception_max_field_chars
+    )
+    rendered = render_prompt(
+        conversation, body["messages"], template, budget_tokens=settings.context_budget_tokens
+    )
+    print(json.dumps(rendered.summary(), indent=2, ensure_ascii=False))
     return 0
 
 

@@ -8,6 +8,7 @@ import time, so tests can construct their own.
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +63,25 @@ class Settings(BaseSettings):
         4000,
         ge=16,
         description="Cap on each perception field's length; longer values are cut and reported.",
+    )
+    prompt: str = Field(
+        "default",
+        description=(
+            "Prompt template used when a request names none (body `prompt`, header "
+            "`X-Prompt-Template` or query `?prompt=` choose one per request)."
+        ),
+    )
+    prompts_dir: Path | None = Field(
+        None,
+        description="Directory of extra `NAME.j2` templates (a built-in name there overrides it).",
+    )
+    context_budget_tokens: int = Field(
+        5000,
+        ge=256,
+        description=(
+            "Prompt-token budget for the response model (Tavus: best under ~5k). Over it, older "
+            "perception collapses to the latest snapshot, then the oldest turns are dropped."
+        ),
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
 

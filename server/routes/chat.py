@@ -15,6 +15,7 @@ from server.auth import AuthDep, SettingsDep
 from server.body import read_json_object, validate_body
 from server.chunks import ChunkEncoder
 from server.errors import InvalidRequestError
+from server.prompting import render_for_request
 from server.responders import CompletionJob, Responder
 from server.schemas import ChatCompletionRequest
 from server.streaming import collect_completion, stream_chunks
@@ -42,11 +43,12 @@ async def chat_completions(request: Request, settings: SettingsDep) -> Response:
     conversation = parse_messages(
         body["messages"], max_field_chars=settings.perception_max_field_chars
     )
+    rendered = render_for_request(body, request, conversation)
     job = CompletionJob(
         request=completion_request,
         body=body,
         conversation=conversation,
-        prompt_messages=conversation.messages,
+        prompt_messages=rendered.messages,
     )
     responder: Responder = request.app.state.responder
     encoder = ChunkEncoder(model=responder.model_for(job))

@@ -1,0 +1,62 @@
+"""Keep a rendered prompt within the context budget by dropping the oldest turns.
+
+Turns are dropped in units that keep the conversation valid for any OpenAI-compatible server:
+an assistant message with `tool_calls` goes together with the `tool` results that answer it (a
+lone `tool` message is rejected by the API). Persona system text and the last user turn (with
+everything after it) are never dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prompts.tokens import estimate_message_tokens
+
+
+def droppable_units(turns: list[Any], keep_from: int) -> list[list[int]]:
+    """Indexes of `turns[:keep_from]` grouped into units, oldest first."""
+    units: list[list[int]] = []
+    for index in range(keep_from):
+        message = turns[index]
+        role = message.get("role") if isinstance(message, dict) else None
+        if role in ("system", "developer"):
+            continue  # persona text is never dropped, wherever it sits
+        if role == "tool" and units and _opens_tool_calls(turns[units[-1][0]]):
+            units[-1].append(index)
+        else:
+            units.append([index])
+    return units
+
+
+def _opens_tool_calls(message: Any) -> bool:
+    return isinstance(message, dict) and bool(message.get("tool_calls"))
+
+
+def last_user_index(turns: list[Any]) -> int | None:
+    for index in range(len(turns) - 1, -1, -1):
+        message = turns[index]
+        if isinstance(message, dict) and message.get("role") == "user":
+            return index
+    return None
+
+
+def drop_oldest_turns(
+    head: list[Any], turns: list[Any], budget_tokens: int
+) -> tuple[list[Any], int]:
+    """`turns` without the oldest units that keep `head + turns` over budget, and their count."""
+    total = estimate_message_tokens(head) + estimate_message_tokens(turns)
+    if total <= budget_tokens:
+        return turns, 0
+    keep_from = last_user_index(turns)
+    if keep_from is None:
+        keep_from = len(turns) - 1  # no user turn: at least keep the newest message
+    dropped: set[int] = set()
+    units_dropped = 0
+    for unit in droppable_units(turns, keep_from):
+        if total <= budget_tokens:
+            break
+        total -= estimate_message_tokens([turns[i] for i in unit])
+        dropped.update(unit)
+        units_dropped += 1
+    kept = [message for index, message in enumerate(turns) if index not in dropped]
+    return kept, units_dropped

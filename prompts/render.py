@@ -1,0 +1,149 @@
+"""`render_prompt`: a parsed conversation + a template → the messages the response model gets.
+
+Layout for every non-passthrough template:
+
+1. persona system text: every system/developer message the parser kept, byte for byte, in order;
+2. one system message of fence instructions from the template (only when there is perception);
+3. the conversation turns, user/assistant/tool text neutralised (no Tavus markup, Basic prefixes or
+   chat-template tokens); tool calls, ids and names untouched;
+4. the template's fenced perception block, prepended to the last user turn. Perception is thus
+   demoted from the system role to the user's own turn, where user-derived data belongs.
+
+Over the budget: first the "changes" note is dropped (perception collapses to the latest
+snapshot), then the oldest turns (see budget.py). What was dropped is logged and returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from perception import Conversation
+from prompts.budget import drop_oldest_turns, last_user_index
+from prompts.fence import Fence, escape_fenced, new_fence
+from prompts.templates import PromptTemplate
+from prompts.tokens import estimate_message_tokens
+from prompts.view import template_variables
+
+logger = logging.getLogger(__name__)
+_INSTRUCTION_ROLES = frozenset({"system", "developer"})
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    template: str
+    messages: list[Any]
+    prompt_tokens: int
+    budget_tokens: int | None
+    dropped_turns: int  # conversation units dropped to fit the budget
+    perception_collapsed: bool  # the "changes" note was dropped to fit the budget
+    over_budget: bool  # still over after everything that may be dropped was
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "prompt": self.template,
+            "messages": self.messages,
+            "prompt_tokens": self.prompt_tokens,
+            "budget_tokens": self.budget_tokens,
+            "dropped_turns": self.dropped_turns,
+            "perception_collapsed": self.perception_collapsed,
+            "over_budget": self.over_budget,
+        }
+
+
+def _is_instruction(message: Any) -> bool:
+    return isinstance(message, dict) and message.get("role") in _INSTRUCTION_ROLES
+
+
+def _neutralised_turn(message: Any) -> Any:
+    # All non-instruction text gets the fence escaping: the speech shares its message with the
+    # fence, and tool results (web pages, documents) are untrusted too.
+    if not isinstance(message, dict) or message.get("role") not in ("user", "assistant", "tool"):
+        return message
+    content = message.get("content")
+    if isinstance(content, str):
+        return {**message, "content": escape_fenced(content)}
+    if isinstance(content, list):
+        parts = [
+            {**part, "text": escape_fenced(part["text"])}
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+            else part
+            for part in content
+        ]
+        return {**message, "content": parts}
+    return message
+
+
+def _with_block(turns: list[Any], block: str) -> list[Any]:
+    """`turns` with `block` prepended to the last user turn (or appended as one)."""
+    index = last_user_index(turns)
+    if index is None:
+        return [*turns, {"role": "user", "content": block}]
+    message = turns[index]
+    content = message.get("content")
+    if isinstance(content, list):
+        new_content: Any = [{"type": "text", "text": block}, *content]
+    else:
+        speech = content or ""
+        new_content = f"{block}\n\n{speech}" if speech else block
+    return [*turns[:index], {**message, "content": new_content}, *turns[index + 1 :]]
+
+
+def render_prompt(
+    conversation: Conversation,
+    original_messages: list[Any],
+    template: PromptTemplate,
+    *,
+    budget_tokens: int | None = None,
+    fence: Fence | None = None,
+) -> RenderedPrompt:
+    if template.passthrough:
+        tokens = estimate_message_tokens(original_messages)
+        over = budget_tokens is not None and tokens > budget_tokens
+        return RenderedPrompt(
+            template.name, list(original_messages), tokens, budget_tokens, 0, False, over
+        )
+
+    fence = fence or new_fence()
+    if conversation.latest.is_empty():
+        # Nothing to fence: keep the original order, so a request without perception passes
+        # through unharmed (only neutralised).
+        head: list[Any] = []
+        turns = [_neutralised_turn(m) for m in conversation.messages]
+        collapsed = False
+    else:
+        head = [m for m in conversation.messages if _is_instruction(m)]
+        turns = [_neutralised_turn(m) for m in conversation.messages if not _is_instruction(m)]
+        variables = template_variables(conversation, fence, include_changes=True)
+        head.append({"role": "system", "content": template.render_block("instructions", variables)})
+        block = template.render_block("perception", variables)
+        collapsed = False
+        over = budget_tokens is not None and (
+            estimate_message_tokens(head) + estimate_message_tokens(_with_block(turns, block))
+            > budget_tokens
+        )
+        if over and variables["changes"]:
+            variables = template_variables(conversation, fence, include_changes=False)
+            block = template.render_block("perception", variables)
+            collapsed = True
+        turns = _with_block(turns, block)
+
+    dropped = 0
+    if budget_tokens is not None:
+        turns, dropped = drop_oldest_turns(head, turns, budget_tokens)
+    messages = head + turns
+    tokens = estimate_message_tokens(messages)
+    over = budget_tokens is not None and tokens > budget_tokens
+    if collapsed or dropped or over:
+        logger.info(
+            "prompt budget: template=%s tokens=%d budget=%s perception_collapsed=%s "
+            "dropped_turns=%d still_over=%s",
+            template.name,
+            tokens,
+            budget_tokens,
+            collapsed,
+            dropped,
+            over,
+        )
+    return RenderedPrompt(template.name, messages, tokens, budget_tokens, dropped, collapsed, over)

@@ -1,0 +1,48 @@
+"""`GET /v1/prompts` and `POST /v1/prompts/render`: see and try templates without a model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from perception import parse_messages
+from prompts.templates import TemplateLibrary
+from server.auth import AuthDep, SettingsDep
+from server.body import read_json_object, validate_body
+from server.prompting import render_for_request
+from server.routes.chat import REQUEST_BODY_SCHEMA
+from server.schemas import ChatCompletionRequest
+
+router = APIRouter(dependencies=[AuthDep])
+
+
+@router.get("/v1/prompts", summary="List the prompt templates with their descriptions")
+async def list_prompts(request: Request, settings: SettingsDep) -> dict[str, Any]:
+    library: TemplateLibrary = request.app.state.templates
+    return {
+        "object": "list",
+        "default": settings.prompt,
+        "data": [
+            {"name": name, "description": library.get(name).description} for name in library.names()
+        ],
+    }
+
+
+@router.post(
+    "/v1/prompts/render",
+    openapi_extra=REQUEST_BODY_SCHEMA,
+    summary="The exact messages the response model would get, with their token estimate",
+)
+async def render(request: Request, settings: SettingsDep) -> dict[str, Any]:
+    body = await read_json_object(request)
+    validate_body(ChatCompletionRequest, body)
+    conversation = parse_messages(
+        body["messages"], max_field_chars=settings.perception_max_field_chars
+    )
+    rendered = render_for_request(body, request, conversation)
+    return {
+        **rendered.summary(),
+        "mode": conversation.mode,
+        "issues": [issue.model_dump() for issue in conversation.issues],
+    }
