@@ -12,10 +12,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from prompts.templates import TemplateLibrary
+from server.control import ConversationRegistry
 from server.echo import EchoResponder
 from server.errors import install_error_handlers
+from server.model_routing import ModelRouter
 from server.routes import chat, meta, perception, prompts
 from server.settings import Settings, load_settings
+from server.upstream import UpstreamResponder
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -23,8 +26,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.responder = EchoResponder(settings.echo_model, settings.echo_word_delay_ms)
-        yield
+        echo = EchoResponder(settings.echo_model, settings.echo_word_delay_ms)
+        upstream = UpstreamResponder(settings) if settings.upstream_base_url else None
+        router = ModelRouter(echo, upstream)
+        app.state.responder = router
+        app.state.conversations = ConversationRegistry()
+        try:
+            yield
+        finally:
+            await router.aclose()  # closes the pooled upstream connections
 
     app = FastAPI(
         title="perception-llm",

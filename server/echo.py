@@ -74,7 +74,7 @@ class EchoResponder:
         reply = compose_reply(job.conversation)
         for index, word in enumerate(_WORD_RE.findall(reply)):
             if self.word_delay and index:
-                await asyncio.sleep(self.word_delay)
+                await job.control.wait(asyncio.sleep(self.word_delay), None)
             yield ResponseEvent(delta={"content": word})
         prompt_tokens = estimate_message_tokens(job.prompt_messages)
         completion_tokens = estimate_tokens(reply)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from perception import Conversation
+from server.control import RequestControl
 from server.schemas import ChatCompletionRequest
 
 
@@ -30,6 +31,7 @@ class CompletionJob:
     body: dict[str, Any]  # the raw JSON body, for forwarding unknown fields untouched
     conversation: Conversation
     prompt_messages: list[Any]  # what the response model should see
+    control: RequestControl  # deadlines and "newest wins" for this request
 
 
 class Responder(Protocol):

@@ -51,8 +51,48 @@ class Settings(BaseSettings):
         le=5000,
         description="Pause between words of the offline responder, to mimic a model's pacing.",
     )
+    upstream_base_url: str | None = Field(
+        None,
+        description=(
+            "Base URL of the OpenAI-compatible response model (e.g. `https://api.openai.com/v1`)."
+            " Unset: the offline `echo` responder answers."
+        ),
+    )
+    upstream_api_key: SecretStr | None = Field(None, description="API key for the upstream.")
+    upstream_model: str | None = Field(
+        None, description="Model to ask the upstream for, overriding the request's `model`."
+    )
+    upstream_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description='Extra headers for the upstream, as JSON (e.g. `{"api-key": "…"}` for Azure).',
+    )
+    upstream_query: dict[str, str] = Field(
+        default_factory=dict,
+        description='Default query for the upstream, as JSON (e.g. `{"api-version": "…"}`).',
+    )
+    upstream_connect_timeout_seconds: float = Field(
+        3.0, gt=0, description="Deadline to connect to the upstream."
+    )
+    first_token_timeout_seconds: float = Field(
+        8.0,
+        gt=0,
+        description=(
+            "Deadline from request to the upstream's first token (one retry fits inside it);"
+            " Tavus' client gives up after about 10 s."
+        ),
+    )
+    idle_timeout_seconds: float = Field(
+        10.0, gt=0, description="Longest gap allowed between upstream chunks after the first."
+    )
+    fallback_text: str = Field(
+        "Sorry, I lost my train of thought for a second. Could you say that again?",
+        description=(
+            "Spoken instead of an error when the upstream fails before the first token of a"
+            " stream (a silent replica is the worst outcome). Empty: return the error instead."
+        ),
+    )
     keepalive_seconds: float = Field(
-        10.0,
+        5.0,
         gt=0,
         description=(
             "Interval of SSE comment keep-alives (`: keep-alive`) on open streams, so proxies "

@@ -4,24 +4,29 @@ The contract (issue 2): every chunk shares id/created/model, the first delta car
 `role: "assistant"`, exactly one chunk has a `finish_reason`, a usage chunk (no choices) comes
 only when asked for, and the stream always ends with `data: [DONE]`. An error after the stream
 has started becomes a `data: {"error": …}` event followed by `[DONE]` (what openai-python raises
-on). Cancellation (client gone) is never caught here: the `finally` closes the responder's
-iterator at once so upstream work stops.
+on). Cancellation (client gone) is never swallowed: the `finally` closes the responder's
+iterator at once so upstream work stops, and the request's record is logged either way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from server.chunks import ChunkEncoder
+from server.control import SupersededError
 from server.errors import APIError
+from server.request_log import CompletionRecord
 from server.responders import ResponseEvent
 from server.sse import DONE, compact_json, data_event
 
 logger = logging.getLogger(__name__)
 
 ZERO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+_WORD_RE = re.compile(r"\s*\S+\s*")
 
 
 async def _close(events: AsyncIterator[ResponseEvent]) -> None:
@@ -30,42 +35,126 @@ async def _close(events: AsyncIterator[ResponseEvent]) -> None:
         await aclose()
 
 
+def _outcome(error: BaseException) -> str:
+    if isinstance(error, SupersededError):
+        return "superseded"
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return "cancelled"
+    return "failed"
+
+
+def word_events(text: str) -> list[ResponseEvent]:
+    """`text` as word-by-word content deltas, ending with `finish_reason: "stop"`."""
+    return [
+        *(ResponseEvent(delta={"content": word}) for word in _WORD_RE.findall(text)),
+        ResponseEvent(finish_reason="stop"),
+    ]
+
+
+async def with_fallback(
+    events: AsyncIterator[ResponseEvent], text: str, record: CompletionRecord
+) -> AsyncIterator[ResponseEvent]:
+    """`events`, or `text` spoken instead when they fail before the first one (never after)."""
+    try:
+        try:
+            first = await anext(events)
+        except StopAsyncIteration:
+            return
+        except SupersededError:
+            raise
+        except APIError as error:
+            logger.warning(
+                "upstream failed before the first token, speaking the fallback: %s", error.message
+            )
+            record.outcome, record.error = "fallback", error.message
+            for event in word_events(text):
+                yield event
+            return
+        yield first
+        async for event in events:
+            yield event
+    finally:
+        await _close(events)
+
+
+async def prefetched(events: AsyncIterator[ResponseEvent]) -> AsyncIterator[ResponseEvent]:
+    """Wait for the first event now (so a failure can still be an HTTP error), then stream."""
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        await _close(events)
+        raise
+
+    async def chained() -> AsyncIterator[ResponseEvent]:
+        try:
+            if first is not None:
+                yield first
+                async for event in events:
+                    yield event
+        finally:
+            await _close(events)
+
+    return chained()
+
+
 async def stream_chunks(
-    events: AsyncIterator[ResponseEvent], encoder: ChunkEncoder, include_usage: bool
+    events: AsyncIterator[ResponseEvent],
+    encoder: ChunkEncoder,
+    include_usage: bool,
+    record: CompletionRecord,
+    on_end: Callable[[], None],
+    before_done: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[bytes]:
-    """SSE bytes for a streamed completion (see module docstring)."""
+    """SSE bytes for a streamed completion (see module docstring).
+
+    `before_done` runs right before `[DONE]` is yielded: the route uses it to stop keep-alive
+    pings, which could otherwise land after `[DONE]`.
+    """
     role_sent = False
     finished = False
     usage: dict[str, Any] | None = None
     try:
-        async for event in events:
-            if event.usage is not None:
-                usage = event.usage
-            if finished or (event.delta is None and event.finish_reason is None):
-                continue
-            delta = event.delta or {}
-            if not role_sent:
-                delta = {"role": "assistant", **delta}
-                role_sent = True
-            yield data_event(encoder.choice(delta, event.finish_reason))
-            finished = event.finish_reason is not None
-        if not finished:
-            yield data_event(encoder.choice({} if role_sent else {"role": "assistant"}, "stop"))
-        if include_usage:
-            yield data_event(encoder.usage(usage or ZERO_USAGE))
-    except APIError as error:
-        logger.warning("stream failed after it started: %s", error.message)
-        yield data_event(compact_json(error.body()))
-    except Exception:  # a bug must still end the stream properly, never cut it mid-way
-        logger.exception("stream failed after it started")
-        yield data_event(compact_json(APIError("The server had an error while streaming.").body()))
+        try:
+            async for event in events:
+                if event.usage is not None:
+                    usage = event.usage
+                if finished or (event.delta is None and event.finish_reason is None):
+                    continue
+                delta = event.delta or {}
+                if not role_sent:
+                    delta = {"role": "assistant", **delta}
+                    role_sent = True
+                if event.delta:
+                    record.token_sent()
+                yield data_event(encoder.choice(delta, event.finish_reason))
+                finished = event.finish_reason is not None
+            if not finished:
+                yield data_event(encoder.choice({} if role_sent else {"role": "assistant"}, "stop"))
+            if include_usage:
+                yield data_event(encoder.usage(usage or ZERO_USAGE))
+        except APIError as error:
+            logger.warning("stream failed after it started: %s", error.message)
+            record.outcome, record.error = _outcome(error), error.message
+            yield data_event(compact_json(error.body()))
+        except Exception:  # a bug must still end the stream properly, never cut it mid-way
+            logger.exception("stream failed after it started")
+            record.outcome, record.error = "failed", "internal error"
+            body = APIError("The server had an error while streaming.").body()
+            yield data_event(compact_json(body))
+        before_done()
+        yield DONE
+    except BaseException as error:
+        record.outcome = _outcome(error)
+        raise
     finally:
         await _close(events)
-    yield DONE
+        on_end()
 
 
 async def collect_completion(
-    events: AsyncIterator[ResponseEvent], encoder: ChunkEncoder
+    events: AsyncIterator[ResponseEvent], encoder: ChunkEncoder, record: CompletionRecord
 ) -> dict[str, Any]:
     """A non-streamed `chat.completion`: content joined, tool-call fragments merged by index."""
     content: list[str] = []
@@ -79,10 +168,16 @@ async def collect_completion(
             if event.finish_reason is not None and finish_reason is None:
                 finish_reason = event.finish_reason
             if event.delta:
+                record.token_sent()
                 if isinstance(event.delta.get("content"), str):
                     content.append(event.delta["content"])
                 for fragment in event.delta.get("tool_calls") or ():
                     _merge_tool_call(tool_calls, fragment)
+    except BaseException as error:
+        record.outcome = _outcome(error)
+        if isinstance(error, APIError):
+            record.error = error.message
+        raise
     finally:
         await _close(events)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(content) or None}

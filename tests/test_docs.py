@@ -26,7 +26,8 @@ def test_every_setting_is_documented_with_its_default() -> None:
     }
     assert set(rows) == set(expected)
     for env_name, field in expected.items():
-        default = "unset" if field.default is None else str(field.default).lower()
+        value = field.get_default(call_default_factory=True)
+        default = "unset" if value is None else str(value).lower()
         assert rows[env_name].strip("`").lower() == default, env_name
 
 

@@ -10,10 +10,17 @@ import pytest
 
 from server.chunks import ChunkEncoder
 from server.errors import UpstreamError
+from server.request_log import CompletionRecord
 from server.responders import ResponseEvent
 from server.streaming import collect_completion, stream_chunks
 
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+
+
+def record() -> CompletionRecord:
+    return CompletionRecord(
+        request_id="r", conversation_id=None, model="m", template="default", stream=True
+    )
 
 
 class Script:
@@ -44,10 +51,14 @@ def run_stream(
     script = Script(events)
     encoder = ChunkEncoder(model="m", completion_id="chatcmpl-t", created=1)
 
+    ended: list[bool] = []
+
     async def collect() -> list[bytes]:
-        return [frame async for frame in stream_chunks(script, encoder, include_usage)]
+        stream = stream_chunks(script, encoder, include_usage, record(), lambda: ended.append(True))
+        return [frame async for frame in stream]
 
     frames = asyncio.run(collect())
+    assert ended == [True]
     assert all(f.startswith(b"data: ") and f.endswith(b"\n\n") for f in frames)
     assert frames[-1] == b"data: [DONE]\n\n"
     return [json.loads(f[6:]) for f in frames[:-1]], script
@@ -137,9 +148,10 @@ def test_unexpected_exception_mid_stream_still_ends_with_done() -> None:
 def test_consumer_leaving_closes_the_responder() -> None:
     script = Script([ResponseEvent(delta={"content": str(i)}) for i in range(10)])
     encoder = ChunkEncoder(model="m")
+    rec = record()
 
     async def take_two() -> None:
-        stream = stream_chunks(script, encoder, False)
+        stream = stream_chunks(script, encoder, False, rec, lambda: None)
         await stream.__anext__()
         await stream.__anext__()
         await stream.aclose()
@@ -147,6 +159,7 @@ def test_consumer_leaving_closes_the_responder() -> None:
     asyncio.run(take_two())
     assert script.closed
     assert len(script.events) == 8  # nothing was pulled after the consumer left
+    assert rec.outcome == "cancelled" and rec.chunks == 2
 
 
 def test_collect_completion_merges_tool_call_fragments() -> None:
@@ -172,7 +185,9 @@ def test_collect_completion_merges_tool_call_fragments() -> None:
         ]
     )
     body = asyncio.run(
-        collect_completion(script, ChunkEncoder(model="m", completion_id="chatcmpl-c", created=2))
+        collect_completion(
+            script, ChunkEncoder(model="m", completion_id="chatcmpl-c", created=2), record()
+        )
     )
     choice = body["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
@@ -193,6 +208,6 @@ def test_collect_completion_merges_tool_call_fragments() -> None:
 @pytest.mark.parametrize("pieces", [["a", "b", "c"], ["only"], []])
 def test_collect_completion_joins_content(pieces: list[str]) -> None:
     script = Script([ResponseEvent(delta={"content": p}) for p in pieces])
-    body = asyncio.run(collect_completion(script, ChunkEncoder(model="m")))
+    body = asyncio.run(collect_completion(script, ChunkEncoder(model="m"), record()))
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "".join(pieces)}
     assert body["choices"][0]["finish_reason"] == "stop"

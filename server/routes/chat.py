@@ -3,6 +3,7 @@ whatever `base_url` a persona has)."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,11 +15,14 @@ from perception import parse_messages
 from server.auth import AuthDep, SettingsDep
 from server.body import read_json_object, validate_body
 from server.chunks import ChunkEncoder
+from server.control import ConversationRegistry
+from server.disconnect import until_disconnected
 from server.errors import InvalidRequestError
 from server.prompting import render_for_request
+from server.request_log import CompletionRecord
 from server.responders import CompletionJob, Responder
 from server.schemas import ChatCompletionRequest
-from server.streaming import collect_completion, stream_chunks
+from server.streaming import collect_completion, prefetched, stream_chunks, with_fallback
 
 router = APIRouter(dependencies=[AuthDep])
 
@@ -44,24 +48,62 @@ async def chat_completions(request: Request, settings: SettingsDep) -> Response:
         body["messages"], max_field_chars=settings.perception_max_field_chars
     )
     rendered = render_for_request(body, request, conversation)
+    registry: ConversationRegistry = request.app.state.conversations
+    control = registry.start(request.headers)
     job = CompletionJob(
         request=completion_request,
         body=body,
         conversation=conversation,
         prompt_messages=rendered.messages,
+        control=control,
     )
     responder: Responder = request.app.state.responder
     encoder = ChunkEncoder(model=responder.model_for(job))
+    record = CompletionRecord(
+        request_id=request.headers.get("x-request-id") or secrets.token_hex(8),
+        conversation_id=control.conversation_id,
+        model=encoder.model,
+        template=rendered.template,
+        stream=completion_request.stream,
+    )
+
+    def finished() -> None:
+        registry.finish(control)
+        record.log()
+
     events = responder.stream(job)
     if not completion_request.stream:
-        return JSONResponse(await collect_completion(events, encoder))
-    return EventSourceResponse(
-        stream_chunks(events, encoder, completion_request.include_usage),
+        try:
+            return JSONResponse(
+                await until_disconnected(request, collect_completion(events, encoder, record))
+            )
+        finally:
+            finished()
+    if settings.fallback_text:
+        # Start streaming at once: keep-alives flow while the upstream thinks, and a failure
+        # before the first token becomes the spoken fallback line instead of silence.
+        events = with_fallback(events, settings.fallback_text, record)
+    else:
+        try:
+            events = await until_disconnected(request, prefetched(events))
+        except BaseException:
+            finished()
+            raise
+
+    def stop_pings() -> None:
+        # sse-starlette's ping task sends only while `active`; [DONE] must be the last frame.
+        response.active = False
+
+    response = EventSourceResponse(
+        stream_chunks(
+            events, encoder, completion_request.include_usage, record, finished, stop_pings
+        ),
         headers=SSE_HEADERS,
         sep="\n",
         ping=settings.keepalive_seconds,
         ping_message_factory=_keepalive,
     )
+    return response
 
 
 for path in ("/v1/chat/completions", "/chat/completions"):

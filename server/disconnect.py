@@ -1,0 +1,51 @@
+"""Noticing a client that leaves before our response has started.
+
+Once streaming, sse-starlette watches for `http.disconnect` and cancels the stream. Before that
+(waiting for the upstream's headers or first token, or for a whole non-streamed reply) nothing
+is reading the ASGI `receive` channel, so `until_disconnected` races the work against it and
+cancels the work the moment the client goes. Plain ASGI only: Starlette's `BaseHTTPMiddleware`
+would hide the disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from starlette.requests import Request
+
+from server.errors import APIError
+
+T = TypeVar("T")
+
+
+class ClientDisconnectedError(APIError):
+    status_code = 499  # nginx's "client closed request"; nobody is left to read it
+    error_type = "request_cancelled"
+
+
+async def _disconnected(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # we are cancelled ourselves (shutdown): stop both, re-raise
+        task.cancel()
+        watcher.cancel()
+        raise
+    watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    raise ClientDisconnectedError("The client closed the connection.")

@@ -1,0 +1,38 @@
+"""Which responder answers: `echo` when asked for by name, otherwise the upstream if configured.
+
+Keeping `echo` reachable beside a real model lets anyone check what perception a persona gets
+(`model: "echo"`) on the same deployment, without touching its configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from server.echo import EchoResponder
+from server.responders import CompletionJob, Responder, ResponseEvent
+from server.upstream import UpstreamResponder
+
+
+class ModelRouter:
+    def __init__(self, echo: EchoResponder, upstream: UpstreamResponder | None) -> None:
+        self.echo = echo
+        self.upstream = upstream
+
+    def pick(self, job: CompletionJob) -> Responder:
+        if self.upstream is None or job.request.model == self.echo.model:
+            return self.echo
+        return self.upstream
+
+    def model_for(self, job: CompletionJob) -> str:
+        return self.pick(job).model_for(job)
+
+    def stream(self, job: CompletionJob) -> AsyncIterator[ResponseEvent]:
+        return self.pick(job).stream(job)
+
+    def served_models(self) -> list[str]:
+        upstream = self.upstream.served_models() if self.upstream else []
+        return [*upstream, *self.echo.served_models()]
+
+    async def aclose(self) -> None:
+        if self.upstream is not None:
+            await self.upstream.aclose()
