@@ -115,6 +115,7 @@ def serve(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        access_log=settings.access_log,
     )
     return 0
 

@@ -124,6 +124,13 @@ class Settings(BaseSettings):
         ),
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+    access_log: bool = Field(
+        False,
+        description=(
+            "uvicorn's access log. Off: each completion already logs one line, and uvicorn writes"
+            " its line before the first byte, inside time to first token."
+        ),
+    )
 
     def key_required_host_problem(self, host: str) -> str | None:
         """Say why serving `host` is unsafe with these settings, or None when it is fine."""

@@ -1,29 +1,33 @@
 """The response model: any OpenAI-compatible `/chat/completions` endpoint, streamed and relayed.
 
-One `AsyncOpenAI` client per app (pooled connections), with SDK retries off: we retry once
-ourselves, only before the first token and only within the first-token deadline. The SDK builds
-and sends the request; its raw SSE lines are relayed (`with_streaming_response`), see
-`upstream_sse.py`. Every wait runs under `RequestControl.wait`, so deadlines, a newer request for
-the same conversation, or the client leaving (which cancels the task) stop the upstream request
-at once and release its connection.
+Transport: one pooled `aiohttp.ClientSession` per app (created in the lifespan, closed on
+shutdown); we retry once ourselves, only before the first token and within its deadline.
+Why not the `openai` SDK's `AsyncOpenAI` here (issue 5 allows leaving it when it stands between
+us and the latency target, if measured): through `with_streaming_response.create` our added
+time to first token was 1.56 ms at p50 (its type-driven transform of `messages` alone ~1 ms
+under the profiler); httpx2 driven directly still spent ~0.37-0.43 ms per streaming round trip
+to a loopback upstream, aiohttp 0.18 ms (benchmarks/relay_latency.py and the commit message).
+Raw SSE lines are relayed (`upstream_sse.py`), one `json.loads` per chunk. Every wait runs under
+`RequestControl.wait`, so deadlines, a newer request for the same conversation, or the client
+leaving (which cancels the task) stop the upstream request at once and close its connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
 
-import httpx2
-import openai
+import aiohttp
 
 from server.control import RequestControl, SupersededError
 from server.errors import APIError, UpstreamError, UpstreamTimeoutError
 from server.responders import CompletionJob, ResponseEvent
 from server.settings import Settings
-from server.upstream_sse import DONE, MalformedChunkError, chunk_events, data_payload
+from server.upstream_sse import DONE, chunk_events, data_payload
 
 logger = logging.getLogger(__name__)
 
@@ -31,31 +35,33 @@ logger = logging.getLogger(__name__)
 NOT_FORWARDED = frozenset({"model", "messages", "stream", "stream_options", "n", "prompt"})
 
 
-def upstream_client(settings: Settings) -> openai.AsyncOpenAI:
-    key = settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else None
-    return openai.AsyncOpenAI(
-        base_url=settings.upstream_base_url,
-        api_key=key or "not-needed",  # local servers (Ollama, llama.cpp) ignore it
-        default_headers=settings.upstream_headers or None,
-        default_query=settings.upstream_query or None,
-        max_retries=0,
-        timeout=httpx2.Timeout(
-            connect=settings.upstream_connect_timeout_seconds,
-            read=settings.idle_timeout_seconds + 1,  # our own idle deadline fires first
-            write=10.0,
-            pool=settings.upstream_connect_timeout_seconds,
-        ),
-    )
+MAX_LINE_BYTES = 8 * 1024 * 1024  # one SSE line; a bigger one is garbage, not a chunk
+
+
+class UpstreamStatusError(Exception):
+    """The upstream answered with an HTTP error status."""
+
+    def __init__(self, status_code: int, body: Any) -> None:
+        super().__init__(f"upstream status {status_code}")
+        self.status_code = status_code
+        self.body = body
+
+
+def _error_detail(body: Any) -> dict[str, Any]:
+    if isinstance(body, dict):
+        detail = body.get("error", body)
+        if isinstance(detail, dict):
+            return detail
+    return {}
 
 
 def client_error(error: BaseException, settings: Settings) -> APIError:
-    """What the client sees for an upstream failure (never the upstream's key or URL secrets)."""
+    """What the client sees for an upstream failure (never the upstream's key)."""
     if isinstance(error, APIError):
         return error
-    if isinstance(error, openai.APIStatusError):
-        body = error.body if isinstance(error.body, dict) else {}
-        detail = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
-        message = str(detail.get("message") or error.message)
+    if isinstance(error, UpstreamStatusError):
+        detail = _error_detail(error.body)
+        message = str(detail.get("message") or f"HTTP {error.status_code}")
         if 400 <= error.status_code < 500:
             mapped = APIError(
                 f"upstream rejected the request: {message}",
@@ -66,23 +72,36 @@ def client_error(error: BaseException, settings: Settings) -> APIError:
             mapped.error_type = str(detail.get("type") or "invalid_request_error")
             return mapped
         return UpstreamError(f"upstream failed with status {error.status_code}: {message}")
-    if isinstance(error, openai.APITimeoutError | TimeoutError | httpx2.TimeoutException):
+    if isinstance(error, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
         return UpstreamTimeoutError(
             f"upstream gave no token within {settings.first_token_timeout_seconds:g}s"
         )
-    if isinstance(error, openai.APIConnectionError):
+    if isinstance(error, aiohttp.ClientConnectorError):
         return UpstreamError("cannot reach the upstream model")
     return UpstreamError(f"connection to the upstream model failed ({type(error).__name__})")
+
+
+async def sse_lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    """The response body as lines, split as bytes arrive (no 64 KiB line limit, unlike
+    aiohttp's own line iterator: one tool-call chunk can be larger)."""
+    buffer = b""
+    async for data in response.content.iter_any():
+        buffer += data
+        while (newline := buffer.find(b"\n")) != -1:
+            line, buffer = buffer[:newline], buffer[newline + 1 :]
+            yield line.rstrip(b"\r").decode("utf-8", "replace")
+        if len(buffer) > MAX_LINE_BYTES:
+            raise UpstreamError("upstream sent an oversized line")
+    if buffer:
+        yield buffer.rstrip(b"\r").decode("utf-8", "replace")
 
 
 def _retryable(error: BaseException) -> bool:
     if isinstance(error, SupersededError):
         return False
-    if isinstance(error, openai.APIStatusError):
+    if isinstance(error, UpstreamStatusError):
         return error.status_code >= 500 or error.status_code in (408, 409, 429)
-    return isinstance(
-        error, openai.APIConnectionError | httpx2.HTTPError | MalformedChunkError | UpstreamError
-    )
+    return isinstance(error, aiohttp.ClientError | UpstreamError)
 
 
 class _Lines:
@@ -125,11 +144,49 @@ class UpstreamResponder:
     """Streams replies from the configured OpenAI-compatible upstream."""
 
     def __init__(self, settings: Settings) -> None:
+        """Create in a running event loop (the app's lifespan): the session binds to it."""
         self.settings = settings
-        self.client = upstream_client(settings)
+        base = str(settings.upstream_base_url).rstrip("/")
+        self.url = base + "/chat/completions"
+        key = settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else None
+        self.headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+            "User-Agent": "perception-llm",
+            **({"Authorization": f"Bearer {key}"} if key else {}),
+            **settings.upstream_headers,
+        }
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1000, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=settings.upstream_connect_timeout_seconds,
+                sock_read=settings.idle_timeout_seconds + 1,  # our own idle deadline fires first
+            ),
+        )
 
     async def aclose(self) -> None:
-        await self.client.close()
+        await self.session.close()
+
+    async def _send(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        """POST the request; an HTTP error status raises `UpstreamStatusError`."""
+        response = await self.session.post(
+            self.url,
+            data=json.dumps(body),
+            headers=self.headers,
+            params=self.settings.upstream_query or None,
+        )
+        if response.status >= 400:
+            try:
+                raw = await response.read()
+                try:
+                    error_body: Any = json.loads(raw)
+                except ValueError:
+                    error_body = {"message": raw[:200].decode("utf-8", "replace")}
+            finally:
+                response.release()
+            raise UpstreamStatusError(response.status, error_body)
+        return response
 
     def model_for(self, job: CompletionJob) -> str:
         return self.settings.upstream_model or job.request.model or "default"
@@ -137,33 +194,25 @@ class UpstreamResponder:
     def served_models(self) -> list[str]:
         return [self.settings.upstream_model] if self.settings.upstream_model else []
 
-    def request_arguments(self, job: CompletionJob) -> dict[str, Any]:
-        extra = {k: v for k, v in job.body.items() if k not in NOT_FORWARDED}
+    def request_body(self, job: CompletionJob) -> dict[str, Any]:
+        body = {k: v for k, v in job.body.items() if k not in NOT_FORWARDED}
+        body.update(model=self.model_for(job), messages=job.prompt_messages, stream=True)
         if job.request.include_usage or not job.request.stream:
-            extra["stream_options"] = {"include_usage": True}
-        return {
-            "model": self.model_for(job),
-            "messages": job.prompt_messages,
-            "stream": True,
-            "extra_body": extra,
-        }
+            body["stream_options"] = {"include_usage": True}
+        return body
 
     async def _open(
         self, stack: AsyncExitStack, job: CompletionJob, deadline: float
     ) -> tuple[_Lines, list[ResponseEvent]]:
         """Connect and read up to the first token, retrying once within the deadline."""
         loop = asyncio.get_running_loop()
-        arguments = self.request_arguments(job)
+        body = self.request_body(job)
         for attempt in (1, 2):
             attempt_stack = AsyncExitStack()
             try:
-                response = await job.control.wait(
-                    attempt_stack.enter_async_context(
-                        self.client.chat.completions.with_streaming_response.create(**arguments)
-                    ),
-                    deadline,
-                )
-                lines = _Lines(response.iter_lines(), job.control)
+                response = await job.control.wait(self._send(body), deadline)
+                attempt_stack.callback(response.close)  # a no-op once fully read and released
+                lines = _Lines(sse_lines(response), job.control)
                 first = await lines.next_events(deadline)
                 if first is None and not lines.done:
                     raise UpstreamError("upstream stream ended before any token")

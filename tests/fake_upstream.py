@@ -241,3 +241,19 @@ class FakeUpstream:
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
             self._loop.call_soon_threadsafe(self._loop.stop)
             thread.join(5)
+
+
+def main() -> None:
+    """`python -m tests.fake_upstream WORDS`: serve a fixed reply forever (for benchmarks)."""
+    import sys
+
+    words = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    fake = FakeUpstream()
+    fake.script = [text_reply(*[f"w{i} " for i in range(words)])]
+    with fake.serving():
+        print(f"fake upstream on {fake.base_url}", flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
