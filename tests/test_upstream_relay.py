@@ -5,6 +5,7 @@ behaviour for every failure, disconnect and supersession."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -491,3 +492,38 @@ def test_other_conversations_are_not_superseded(fake: FakeUpstream, serve: Any) 
         model="m", messages=RAVEN["messages"], stream=True, extra_headers={"conversation-id": "two"}
     )
     assert content_of(list(second)) == "ab" and content_of(list(first)) == "ab"
+
+
+def test_one_log_line_per_request_with_outcome_and_no_secrets(
+    fake: FakeUpstream, serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = serve(upstream_api_key="up-secret-key", api_key="client-secret-key")
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="client-secret-key", max_retries=0)
+    fake.script = [text_reply("hi", " there"), Reply(status=500), Reply(status=500)]
+    with caplog.at_level(logging.INFO):
+        list(
+            client.chat.completions.create(
+                model="m",
+                messages=RAVEN["messages"],
+                stream=True,
+                extra_headers={"x-request-id": "req-1", "conversation-id": "conv-1"},
+            )
+        )
+        list(
+            client.chat.completions.create(
+                model="m",
+                messages=RAVEN["messages"],
+                stream=True,
+                extra_headers={"x-request-id": "req-2"},
+            )
+        )
+    lines = [r.getMessage() for r in caplog.records if r.name == "perception_llm.requests"]
+    assert len(lines) == 2
+    assert (
+        "request_id=req-1 conversation_id=conv-1 model=m template=default stream=True outcome=completed"
+        in lines[0]
+    )
+    assert "chunks=2" in lines[0] and "ttft_ms=" in lines[0]
+    assert "request_id=req-2" in lines[1] and "outcome=fallback" in lines[1]
+    everything = "\n".join(r.getMessage() for r in caplog.records)
+    assert "up-secret-key" not in everything and "client-secret-key" not in everything
