@@ -79,6 +79,16 @@ def text_of(message: dict[str, Any]) -> str:
     return content or ""
 
 
+def render_fenced(messages: list[dict[str, Any]], template: str) -> RenderedPrompt:
+    return render_prompt(
+        parse_messages(messages),
+        messages,
+        LIBRARY.get(template),
+        budget_tokens=5000,
+        fence=new_fence("testnonce"),
+    )
+
+
 def check_invariants(messages: list[dict[str, Any]], rendered: RenderedPrompt, budget: int) -> None:
     out = rendered.messages
     fence = new_fence("testnonce")
@@ -114,13 +124,7 @@ def check_invariants(messages: list[dict[str, Any]], rendered: RenderedPrompt, b
 @pytest.mark.parametrize("injection", INJECTIONS)
 def test_injection_corpus(template: str, injection: str) -> None:
     messages = conversation_with(injection)
-    rendered = render_prompt(
-        parse_messages(messages),
-        messages,
-        LIBRARY.get(template),
-        budget_tokens=5000,
-        fence=new_fence("testnonce"),
-    )
+    rendered = render_fenced(messages, template)
     check_invariants(messages, rendered, 5000)
 
 
@@ -134,13 +138,7 @@ def test_payload_word_appears_only_inside_the_fence(template: str) -> None:
         },
         {"role": "user", "content": "hello"},
     ]
-    rendered = render_prompt(
-        parse_messages(messages),
-        messages,
-        LIBRARY.get(template),
-        budget_tokens=5000,
-        fence=new_fence("testnonce"),
-    )
+    rendered = render_fenced(messages, template)
     holders = [m for m in rendered.messages if "PAYLOAD-SCREEN" in text_of(m)]
     assert len(holders) == 1 and holders[0]["role"] == "user"
     text = text_of(holders[0])
@@ -172,11 +170,5 @@ hostile = st.lists(
 @given(hostile, st.sampled_from(FENCED_TEMPLATES))
 def test_generated_text_keeps_the_invariants(injection: str, template: str) -> None:
     messages = conversation_with(injection, turns=2)
-    rendered = render_prompt(
-        parse_messages(messages),
-        messages,
-        LIBRARY.get(template),
-        budget_tokens=5000,
-        fence=new_fence("testnonce"),
-    )
+    rendered = render_fenced(messages, template)
     check_invariants(messages, rendered, 5000)

@@ -49,6 +49,13 @@ def sdk(url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url}/v1", api_key="client-key", max_retries=0, timeout=20)
 
 
+def raw_stream(url: str) -> bytes:
+    """The exact bytes of a streamed completion of the raven sample."""
+    body = {"model": "m", "messages": RAVEN["messages"], "stream": True}
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=20) as response:
+        return b"".join(response.iter_raw())
+
+
 def content_of(chunks: list[Any]) -> str:
     return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
@@ -326,13 +333,7 @@ def test_keepalive_comments_flow_while_the_first_token_is_slow(
 ) -> None:
     url = serve(keepalive_seconds=0.1)
     fake.script = [text_reply("late", delay=0.6)]
-    with httpx.stream(
-        "POST",
-        url + "/v1/chat/completions",
-        json={"model": "m", "messages": RAVEN["messages"], "stream": True},
-        timeout=20,
-    ) as response:
-        raw = b"".join(response.iter_raw())
+    raw = raw_stream(url)
     before_first_data = raw.split(b"data: ")[0]
     assert before_first_data.count(b": keep-alive\n\n") >= 2
     assert raw.endswith(b"data: [DONE]\n\n")
@@ -363,13 +364,7 @@ def test_mid_stream_failures_end_with_an_error_event_and_done(
             ]
         )
     ]
-    with httpx.stream(
-        "POST",
-        url + "/v1/chat/completions",
-        json={"model": "m", "messages": RAVEN["messages"], "stream": True},
-        timeout=20,
-    ) as response:
-        raw = b"".join(response.iter_raw())
+    raw = raw_stream(url)
     events = [e for e in raw.split(b"\n\n") if e.startswith(b"data: ")]
     assert events[-1] == b"data: [DONE]"
     error = json.loads(events[-2][6:])["error"]
