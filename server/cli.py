@@ -6,9 +6,11 @@ User errors print one clear line on stderr and exit with status 2, never a trace
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,11 @@ from pydantic import ValidationError
 from perception import Conversation, parse_messages
 from prompts.render import render_prompt
 from prompts.templates import TemplateError, TemplateLibrary
+from server.emulator.compare import compare, format_markdown, format_terminal
+from server.emulator.scenario import Scenario, ScenarioError, load_scenario
+from server.emulator.simulate import SimulateOptions, format_report, simulate
+from server.emulator.stream import EndpointError
+from server.inprocess import running_server
 from server.settings import Settings, load_settings
 
 EXAMPLES = """\
@@ -25,6 +32,8 @@ examples:
   PERCEPTION_LLM_API_KEY=secret perception-llm serve --host 0.0.0.0
   perception-llm parse request.json --pretty   # what was perceived in a Tavus request
   perception-llm render request.json --prompt minimal   # what the model would be sent
+  perception-llm simulate --url http://127.0.0.1:8000/v1 --scenario raven1-sarcasm --speculative
+  perception-llm compare raven-cooking basic-story --prompts default,minimal --out report.md
   cat request.json | perception-llm parse -
 """
 
@@ -59,6 +68,53 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("file", help="a chat-completions body or messages list (JSON); - for stdin")
     render.add_argument("--prompt", help="template name (default: the body's `prompt` or setting)")
 
+    simulate = commands.add_parser(
+        "simulate",
+        help="play a scenario against an endpoint as Tavus would, and check its conformance",
+        description=(
+            "Send a scenario's turns to BASE_URL/chat/completions exactly as Tavus does (openai "
+            "SDK, stream: true, Bearer key, conversation-id header), print each reply as it "
+            "streams with time to first token, then a conformance report. Exit status 0: the "
+            "endpoint meets the contract; 1: it breaks it; 2: it could not be tested."
+        ),
+    )
+    simulate.add_argument(
+        "--url", required=True, help="the persona's base_url, e.g. http://127.0.0.1:8000/v1"
+    )
+    simulate.add_argument("--api-key", help="the persona's api_key (sent as a Bearer token)")
+    simulate.add_argument(
+        "--scenario", default="raven-cooking", help="shipped scenario name or a JSON file"
+    )
+    simulate.add_argument("--model", help="model name to send (default: the scenario's, or echo)")
+    simulate.add_argument(
+        "--speculative",
+        action="store_true",
+        help="also send overlapping partial transcripts per turn, abandoned mid-stream",
+    )
+    simulate.add_argument(
+        "--header", action="append", default=[], metavar="K=V", help="persona header"
+    )
+    simulate.add_argument(
+        "--query", action="append", default=[], metavar="K=V", help="default query"
+    )
+    simulate.add_argument("--json", action="store_true", help="print a machine-readable report")
+
+    compare = commands.add_parser(
+        "compare",
+        help="run scenarios through several prompt templates and compare the replies",
+        description=(
+            "Play each scenario once per template (the `prompt` body field chooses it) and show "
+            "replies side by side with prompt tokens and time to first token. Without --url, "
+            "this server runs in-process with the configured response model."
+        ),
+    )
+    compare.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="names or JSON files")
+    compare.add_argument("--prompts", required=True, help="comma-separated template names")
+    compare.add_argument("--url", help="an endpoint's base_url (default: in-process server)")
+    compare.add_argument("--api-key", help="Bearer key for --url")
+    compare.add_argument("--model", help="model name to send (default: the scenario's, or echo)")
+    compare.add_argument("--out", help="also write the comparison as Markdown to this file")
+
     parse = commands.add_parser("parse", help="print the perception parsed from a request")
     parse.add_argument(
         "file", help="a messages list or a chat-completions body (JSON); - for stdin"
@@ -74,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(args)
         if args.command == "render":
             return render(args)
+        if args.command == "simulate":
+            return run_simulate(args)
+        if args.command == "compare":
+            return run_compare(args)
         return parse(args)
     except UsageError as error:
         print(f"perception-llm: error: {error}", file=sys.stderr)
@@ -167,6 +227,74 @@ def render(args: argparse.Namespace) -> int:
         conversation, body["messages"], template, budget_tokens=settings.context_budget_tokens
     )
     print(json.dumps(rendered.summary(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def key_values(pairs: list[str], flag: str) -> dict[str, str]:
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{flag} takes K=V, got {pair!r}")
+        result[key] = value
+    return result
+
+
+def load_scenarios(names: list[str]) -> list[Scenario]:
+    try:
+        return [load_scenario(name) for name in names]
+    except ScenarioError as error:
+        raise UsageError(str(error)) from None
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    (scenario,) = load_scenarios([args.scenario])
+    options = SimulateOptions(
+        url=args.url,
+        api_key=args.api_key,
+        model=args.model,
+        speculative=args.speculative,
+        headers=key_values(args.header, "--header"),
+        query=key_values(args.query, "--query"),
+        quiet=args.json,
+    )
+    try:
+        report = asyncio.run(simulate(scenario, options))
+    except EndpointError as error:
+        raise UsageError(str(error)) from None
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0 if report["ok"] else 1
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    scenarios = load_scenarios(args.scenarios)
+    templates = [name.strip() for name in args.prompts.split(",") if name.strip()]
+    if not templates:
+        raise UsageError("--prompts needs at least one template name")
+    with ExitStack() as stack:
+        url, api_key = args.url, args.api_key
+        if url is None:
+            settings = settings_or_error()
+            library = templates_or_error(settings)
+            for name in templates:
+                try:
+                    library.get(name)
+                except TemplateError as error:
+                    raise UsageError(str(error)) from None
+            url = stack.enter_context(running_server(settings)) + "/v1"
+            api_key = settings.api_key.get_secret_value() if settings.api_key else None
+        options = SimulateOptions(url=url, api_key=api_key, model=args.model)
+        try:
+            comparisons = asyncio.run(compare(scenarios, templates, options))
+        except EndpointError as error:
+            raise UsageError(str(error)) from None
+    print(format_terminal(comparisons))
+    if args.out:
+        try:
+            Path(args.out).write_text(format_markdown(comparisons, url), encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"cannot write {args.out}: {error.strerror}") from None
+        print(f"\nreport written to {args.out}")
     return 0
 
 

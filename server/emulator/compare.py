@@ -1,0 +1,154 @@
+"""`perception-llm compare`: the same scenarios through several prompt templates, side by side.
+
+Each template plays the whole scenario (the conversation grows with that template's own
+replies), through a server (`--url`, template chosen per request with the `prompt` body field)
+or through this one started in-process on loopback with the configured response model. For
+every turn it records the reply, the prompt-token estimate of what the model was sent (from
+`POST /v1/prompts/render`) and time to first token, and writes a terminal summary and a
+Markdown report.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import aiohttp
+
+from server.emulator.scenario import Scenario
+from server.emulator.simulate import SimulateOptions, make_client
+from server.emulator.stream import EndpointError, run_stream
+
+
+@dataclass
+class Cell:
+    reply: str
+    prompt_tokens: int | None
+    ttft_ms: float | None
+    error: str | None = None
+
+
+@dataclass
+class ScenarioComparison:
+    scenario: Scenario
+    templates: list[str]
+    cells: dict[str, list[Cell]] = field(default_factory=dict)  # template -> one per turn
+
+
+async def prompt_tokens(
+    session: aiohttp.ClientSession, url: str, api_key: str | None, body: dict[str, Any]
+) -> int | None:
+    """Prompt-token estimate from the server's render endpoint (None if it has none)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    render_url = url.rstrip("/") + "/prompts/render"
+    try:
+        async with session.post(render_url, json=body, headers=headers) as response:
+            if response.status != 200:
+                return None
+            data = await response.json()
+    except (aiohttp.ClientError, ValueError):
+        return None
+    value = data.get("prompt_tokens") if isinstance(data, dict) else None
+    return value if isinstance(value, int) else None
+
+
+async def play(
+    scenario: Scenario, template: str, options: SimulateOptions, progress: TextIO
+) -> list[Cell]:
+    client = make_client(options, f"compare-{scenario.name}-{template}")
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    history = scenario.opening_messages()
+    cells = []
+    try:
+        for index in range(len(scenario.turns)):
+            messages = history + scenario.turn_messages(index)
+            body: dict[str, Any] = {
+                "model": options.model or scenario.model or "echo",
+                "messages": messages,
+                **scenario.extra_body,
+                "prompt": template,
+            }
+            if scenario.tools:
+                body["tools"] = scenario.tools
+            result = await run_stream(client, body)
+            tokens = await prompt_tokens(session, options.url, options.api_key, body)
+            ttft = None if result.ttft is None else result.ttft * 1000
+            cells.append(Cell(result.text, tokens, ttft, result.error))
+            progress.write(
+                f"  {scenario.name} · {template} · turn {index + 1}/{len(scenario.turns)} done\n"
+            )
+            progress.flush()
+            history = [*messages, result.assistant_message()]
+    finally:
+        await client.close()
+        await session.close()
+    return cells
+
+
+async def compare(
+    scenarios: list[Scenario],
+    templates: list[str],
+    options: SimulateOptions,
+    progress: TextIO = sys.stderr,
+) -> list[ScenarioComparison]:
+    comparisons = []
+    for scenario in scenarios:
+        comparison = ScenarioComparison(scenario, templates)
+        for template in templates:
+            comparison.cells[template] = await play(scenario, template, options, progress)
+        comparisons.append(comparison)
+    return comparisons
+
+
+def _number(value: float | int | None, unit: str) -> str:
+    return "-" if value is None else f"{value:.0f}{unit}"
+
+
+def format_terminal(comparisons: list[ScenarioComparison]) -> str:
+    lines = []
+    for comparison in comparisons:
+        lines.append(f"\n== {comparison.scenario.name}: {comparison.scenario.description}")
+        for index, turn in enumerate(comparison.scenario.turns):
+            lines.append(f"\nturn {index + 1} · user: {turn.user}")
+            for template in comparison.templates:
+                cell = comparison.cells[template][index]
+                stats = (
+                    f"{_number(cell.prompt_tokens, ' tok')}, ttft {_number(cell.ttft_ms, ' ms')}"
+                )
+                lines.append(f"  {template:<12} ({stats}): {cell.error or cell.reply}")
+        totals = {
+            t: sum(c.prompt_tokens or 0 for c in comparison.cells[t]) for t in comparison.templates
+        }
+        lines.append(
+            "\nprompt tokens over the scenario: " + ", ".join(f"{t} {n}" for t, n in totals.items())
+        )
+    return "\n".join(lines)
+
+
+def _cell_text(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def format_markdown(comparisons: list[ScenarioComparison], url: str) -> str:
+    lines = [f"# Prompt comparison\n\nEndpoint: `{url}`\n"]
+    for comparison in comparisons:
+        templates = comparison.templates
+        lines.append(f"## {comparison.scenario.name}\n\n{comparison.scenario.description}\n")
+        lines.append("| turn | user | " + " | ".join(templates) + " |")
+        lines.append("|---|---|" + "---|" * len(templates))
+        for index, turn in enumerate(comparison.scenario.turns):
+            cells = []
+            for template in templates:
+                cell = comparison.cells[template][index]
+                stats = (
+                    f"{_number(cell.prompt_tokens, ' tok')}, ttft {_number(cell.ttft_ms, ' ms')}"
+                )
+                cells.append(f"{_cell_text(cell.error or cell.reply)}<br>*{stats}*")
+            lines.append(f"| {index + 1} | {_cell_text(turn.user)} | " + " | ".join(cells) + " |")
+        totals = [str(sum(c.prompt_tokens or 0 for c in comparison.cells[t])) for t in templates]
+        lines.append("| | **prompt tokens, total** | " + " | ".join(totals) + " |\n")
+    return "\n".join(lines)
+
+
+__all__ = ["EndpointError", "compare", "format_markdown", "format_terminal"]

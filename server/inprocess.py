@@ -1,0 +1,43 @@
+"""Run the app under uvicorn on a loopback port in a background thread.
+
+Used by `perception-llm compare` (when no `--url` is given) and by the tests. The listening
+socket is bound before the server thread starts, so a client may connect at once: the kernel
+queues the connection until uvicorn accepts it, with no polling.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from server.app import create_app
+from server.settings import Settings
+
+
+def listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(512)
+    return sock
+
+
+@contextmanager
+def running_server(settings: Settings, log_level: str = "warning") -> Iterator[str]:
+    """Yield the base URL (`http://127.0.0.1:PORT`) of a live server with `settings`."""
+    sock = listening_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), log_level=log_level, access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()

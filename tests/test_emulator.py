@@ -1,0 +1,252 @@
+"""`perception-llm simulate` and `compare`, run as the real command against loopback servers:
+this server (offline responder) and deliberately broken OpenAI look-alikes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.emulator.scenario import load_scenario, shipped_scenarios
+from tests.conftest import make_settings
+from tests.fake_upstream import FakeUpstream, Reply, chunk
+from tests.live import running_server
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    with running_server(make_settings(api_key="sim-key")) as url:
+        yield url + "/v1"
+
+
+def check_names(report: dict[str, Any], ok: bool) -> set[str]:
+    return {check["name"] for check in report["checks"] if check["ok"] is ok}
+
+
+@pytest.mark.parametrize("scenario", shipped_scenarios())
+def test_every_shipped_scenario_passes_against_this_server(server_url: str, scenario: str) -> None:
+    result = cli(
+        "simulate", "--url", server_url, "--api-key", "sim-key", "--scenario", scenario, "--json"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] and check_names(report, False) == set()
+    turns = load_scenario(scenario).turns
+    assert [t["user"] for t in report["turns"]] == [t.user for t in turns]
+    assert all(
+        t["reply"].startswith("You said:") and t["ttft_ms"] is not None for t in report["turns"]
+    )
+    assert "turn 1/" in result.stderr  # progress stays visible with --json
+
+
+def test_speculative_abandons_partials_and_the_conversation_grows(server_url: str) -> None:
+    result = cli(
+        "simulate",
+        "--url",
+        server_url,
+        "--api-key",
+        "sim-key",
+        "--scenario",
+        "raven1-sarcasm",
+        "--speculative",
+    )
+    assert result.returncode == 0, result.stdout
+    assert "speculative requests abandoned" in result.stdout
+    assert "Your voice: The user sounded sarcastic and flat." in result.stdout
+    assert "the endpoint meets the contract Tavus relies on" in result.stdout
+
+
+def test_headers_and_query_reach_the_endpoint() -> None:
+    with FakeUpstream().serving() as fake:
+        cli(
+            "simulate",
+            "--url",
+            fake.base_url,
+            "--scenario",
+            "basic-story",
+            "--header",
+            "x-persona=p1",
+            "--query",
+            "api-version=2024",
+            "--json",
+        )
+        first = fake.wait_for_requests(1)
+    assert first.headers["x-persona"] == "p1" and first.query == {"api-version": "2024"}
+    assert first.headers["conversation-id"].startswith("sim-")
+    assert first.headers["authorization"] == "Bearer not-needed"
+    assert first.body["stream"] is True
+    assert first.body["messages"][-1] == {"role": "user", "content": "Hello, tell me a story."}
+
+
+BROKEN = {
+    "missing-done": (
+        Reply(
+            steps=[
+                ("data", chunk({"role": "assistant", "content": "hi"})),
+                ("data", chunk({}, "stop")),
+            ],
+            done=False,
+        ),
+        "done_terminator",
+    ),
+    "no-role": (
+        Reply(steps=[("data", chunk({"content": "hi"})), ("data", chunk({}, "stop"))]),
+        "role_first",
+    ),
+    "id-lines": (
+        Reply(
+            steps=[
+                (
+                    "raw",
+                    b"id: 7\nevent: message\ndata: "
+                    + json.dumps(chunk({"role": "assistant", "content": "hi"})).encode()
+                    + b"\n\n",
+                ),
+                ("data", chunk({}, "stop")),
+            ]
+        ),
+        "sse_framing",
+    ),
+    "http-500": (Reply(status=500), "http_status"),
+    "two-finish-reasons": (
+        Reply(
+            steps=[
+                ("data", chunk({"role": "assistant", "content": "a"}, "stop")),
+                ("data", chunk({}, "stop")),
+            ]
+        ),
+        "single_finish_reason",
+    ),
+    "changing-id": (
+        Reply(
+            steps=[
+                ("data", chunk({"role": "assistant", "content": "a"})),
+                ("data", {**chunk({}, "stop"), "id": "other"}),
+            ]
+        ),
+        "constant_id",
+    ),
+    "bad-tool-delta": (
+        Reply(
+            steps=[
+                (
+                    "data",
+                    chunk({"role": "assistant", "tool_calls": [{"function": {"arguments": "{}"}}]}),
+                ),
+                ("data", chunk({}, "tool_calls")),
+            ]
+        ),
+        "tool_call_deltas",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_endpoints_are_caught(case: str) -> None:
+    reply, failing_check = BROKEN[case]
+    with FakeUpstream().serving() as fake:
+        fake.script = [reply]
+        result = cli("simulate", "--url", fake.base_url, "--scenario", "raven-cooking", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert not report["ok"]
+    assert failing_check in check_names(report, False)
+
+
+def test_a_correct_fake_passes_the_stream_checks() -> None:
+    with FakeUpstream().serving() as fake:  # the fake's default reply is well-formed
+        result = cli("simulate", "--url", fake.base_url, "--scenario", "raven-cooking", "--json")
+    report = json.loads(result.stdout)
+    # It answers the bad request with a stream too, so only that probe fails.
+    assert check_names(report, False) == {"error_body"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--url", "http://127.0.0.1:9/v1"], "cannot reach"),
+        (
+            ["--scenario", "no-such-scenario"],
+            "no scenario file or shipped scenario 'no-such-scenario'",
+        ),
+        (["--header", "novalue"], "--header takes K=V"),
+    ],
+)
+def test_user_errors_are_one_line_with_status_2(
+    server_url: str, args: list[str], message: str
+) -> None:
+    base = ["--url", server_url, "--api-key", "sim-key"]
+    result = cli("simulate", *base, *args)
+    assert result.returncode == 2
+    assert (
+        message in result.stderr
+        and result.stderr.count("\n") == 1
+        and "Traceback" not in result.stderr
+    )
+
+
+def test_wrong_key_is_status_2(server_url: str) -> None:
+    result = cli("simulate", "--url", server_url, "--api-key", "wrong")
+    assert result.returncode == 2 and "refused the API key (HTTP 401)" in result.stderr
+
+
+def test_bad_scenario_file_is_status_2(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(
+        json.dumps({"name": "x", "system_prompt": "p", "turns": [{"user": "hi", "mood": "?"}]})
+    )
+    result = cli("simulate", "--url", "http://127.0.0.1:9/v1", "--scenario", str(path))
+    assert result.returncode == 2 and "turns.0.mood" in result.stderr
+
+
+def test_compare_against_a_url_writes_a_markdown_report(server_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "report.md"
+    result = cli(
+        "compare",
+        "raven-cooking",
+        "basic-story",
+        "--prompts",
+        "default,minimal,passthrough",
+        "--url",
+        server_url,
+        "--api-key",
+        "sim-key",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "raven-cooking · minimal · turn 3/3 done" in result.stderr
+    text = out.read_text()
+    assert text.count("| turn | user | default | minimal | passthrough |") == 2
+    totals = [line for line in text.splitlines() if "prompt tokens, total" in line]
+    tokens = [int(n) for n in totals[0].strip("| ").split(" | ")[1:]]
+    assert len(tokens) == 3 and all(n > 0 for n in tokens) and tokens[1] < tokens[0]
+    assert "prompt tokens over the scenario: default" in result.stdout
+
+
+def test_compare_in_process_uses_the_configured_server(tmp_path: Path) -> None:
+    result = cli("compare", "raven1-sarcasm", "--prompts", "minimal,default")
+    assert result.returncode == 0, result.stderr
+    assert "minimal      (" in result.stdout and "default      (" in result.stdout
+    assert "Your voice: The user sounded sarcastic and flat." in result.stdout
+
+
+def test_compare_unknown_template_is_status_2() -> None:
+    result = cli("compare", "raven-cooking", "--prompts", "default,nope")
+    assert result.returncode == 2 and "unknown prompt template 'nope'" in result.stderr
