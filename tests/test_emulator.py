@@ -250,3 +250,41 @@ def test_compare_in_process_uses_the_configured_server(tmp_path: Path) -> None:
 def test_compare_unknown_template_is_status_2() -> None:
     result = cli("compare", "raven-cooking", "--prompts", "default,nope")
     assert result.returncode == 2 and "unknown prompt template 'nope'" in result.stderr
+
+
+def test_tool_calls_get_the_scripted_result_and_a_follow_up() -> None:
+    call = {
+        "index": 0,
+        "id": "call_1",
+        "type": "function",
+        "function": {
+            "name": "get_current_weather",
+            "arguments": '{"location": "San Francisco, CA"}',
+        },
+    }
+    tool_reply = Reply(
+        steps=[
+            ("data", chunk({"role": "assistant", "tool_calls": [call]})),
+            ("data", chunk({}, "tool_calls")),
+        ]
+    )
+    text = Reply(
+        steps=[
+            ("data", chunk({"role": "assistant", "content": "Foggy, 18C."})),
+            ("data", chunk({}, "stop")),
+        ]
+    )
+    with FakeUpstream().serving() as fake:
+        fake.script = [tool_reply, text, text]
+        result = cli("simulate", "--url", fake.base_url, "--scenario", "weather-tools")
+        follow_up = fake.wait_for_requests(2)
+    assert "[tool call: get_current_weather]" in result.stdout and "Foggy, 18C." in result.stdout
+    messages = follow_up.body["messages"]
+    assert messages[-2]["tool_calls"][0]["id"] == "call_1"
+    assert messages[-1] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": '{"temperature_c": 18, "sky": "foggy"}',
+    }
+    assert follow_up.body["tools"][0]["function"]["name"] == "get_current_weather"
+    assert follow_up.body["temperature"] == 0.3
