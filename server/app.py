@@ -15,6 +15,7 @@ from prompts.templates import TemplateLibrary
 from server.control import ConversationRegistry
 from server.echo import EchoResponder
 from server.errors import install_error_handlers
+from server.limits import BodyLimitMiddleware, ConcurrencyGate
 from server.model_routing import ModelRouter
 from server.routes import chat, meta, perception, prompts
 from server.settings import Settings, load_settings
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         router = ModelRouter(echo, upstream)
         app.state.responder = router
         app.state.conversations = ConversationRegistry()
+        app.state.gate = ConcurrencyGate(settings.max_concurrent_streams)
         try:
             yield
         finally:
@@ -53,4 +55,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(perception.router)
     app.include_router(prompts.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

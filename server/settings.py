@@ -123,6 +123,21 @@ class Settings(BaseSettings):
             "perception collapses to the latest snapshot, then the oldest turns are dropped."
         ),
     )
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body, in bytes (413 beyond; a 32k-token chat is ~130 kB).",
+    )
+    max_messages: int = Field(2000, ge=1, description="Most messages in one request (400 beyond).")
+    max_message_chars: int = Field(
+        200_000, ge=1, description="Most characters in one message's text (400 beyond)."
+    )
+    max_tools: int = Field(128, ge=0, description="Most tools in one request (400 beyond).")
+    max_concurrent_streams: int = Field(
+        256,
+        ge=1,
+        description="Most completions in flight per process; more get 429 with Retry-After.",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
     access_log: bool = Field(
         False,

@@ -4,12 +4,14 @@ whatever `base_url` a persona has)."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from perception import parse_messages
 from server.auth import require_api_key
@@ -18,6 +20,7 @@ from server.chunks import ChunkEncoder
 from server.control import ConversationRegistry
 from server.disconnect import until_disconnected
 from server.errors import InvalidRequestError
+from server.limits import ConcurrencyGate, check_request_limits
 from server.prompting import render_for_request
 from server.request_log import CompletionRecord
 from server.responders import CompletionJob, Responder
@@ -38,6 +41,20 @@ REQUEST_BODY_SCHEMA: dict[str, Any] = {
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+class CompletionStream(EventSourceResponse):
+    """sse-starlette's response, plus a cleanup that runs however the response ends."""
+
+    def __init__(self, *args: Any, on_close: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
+
+
 def _keepalive() -> ServerSentEvent:
     return ServerSentEvent(comment="keep-alive", sep="\n")
 
@@ -49,10 +66,13 @@ async def chat_completions(request: Request) -> Response:
     completion_request = validate_body(ChatCompletionRequest, body)
     if completion_request.n is not None and completion_request.n != 1:
         raise InvalidRequestError("Only n=1 is supported.", param="n")
+    check_request_limits(completion_request, body, settings)
     conversation = parse_messages(
         body["messages"], max_field_chars=settings.perception_max_field_chars
     )
     rendered = render_for_request(body, request, conversation)
+    gate: ConcurrencyGate = request.app.state.gate
+    gate.enter()  # 429 past the cap; from here on `finished` must run exactly once
     registry: ConversationRegistry = request.app.state.conversations
     control = registry.start(request.headers)
     job = CompletionJob(
@@ -72,9 +92,18 @@ async def chat_completions(request: Request) -> Response:
         stream=completion_request.stream,
     )
 
+    done = False
+
     def finished() -> None:
-        registry.finish(control)
-        record.log()
+        # Idempotent: called when the stream ends and again when the response object ends,
+        # because a stream whose client left before it was first iterated never runs its own
+        # cleanup (an unstarted async generator skips its `finally`).
+        nonlocal done
+        if not done:
+            done = True
+            gate.leave()
+            registry.finish(control)
+            record.log()
 
     events = responder.stream(job)
     if not completion_request.stream:
@@ -99,10 +128,11 @@ async def chat_completions(request: Request) -> Response:
         # sse-starlette's ping task sends only while `active`; [DONE] must be the last frame.
         response.active = False
 
-    response = EventSourceResponse(
+    response = CompletionStream(
         stream_chunks(
             events, encoder, completion_request.include_usage, record, finished, stop_pings
         ),
+        on_close=finished,
         headers=SSE_HEADERS,
         sep="\n",
         ping=settings.keepalive_seconds,

@@ -1,0 +1,120 @@
+"""Request limits (issue 7): body size, messages, characters, tools, concurrent completions.
+
+The body limit is a plain ASGI middleware (Starlette's `BaseHTTPMiddleware` would hide client
+disconnects): it refuses a declared `Content-Length` over the limit before reading anything and
+counts bytes as they arrive otherwise, so an oversized body is never buffered. The concurrency
+gate refuses with 429 and `Retry-After` instead of queueing: a queued voice turn is a late one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from perception.text import message_text
+from server.errors import InvalidRequestError, PayloadTooLargeError, RateLimitError, error_body
+from server.schemas import ChatCompletionRequest
+from server.settings import Settings
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self.reject(send)
+            return
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self.too_large()
+            return message
+
+        await self.app(scope, counted_receive, send)
+
+    def too_large(self) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"The request body is larger than {self.max_bytes} bytes "
+            "(PERCEPTION_LLM_MAX_BODY_BYTES).",
+            code="request_too_large",
+        )
+
+    async def reject(self, send: Send) -> None:
+        error = self.too_large()
+        body = json.dumps(error_body(error.message, error.error_type, None, error.code)).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),  # the unread body would desynchronise the connection
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def check_request_limits(
+    request: ChatCompletionRequest, body: dict[str, Any], settings: Settings
+) -> None:
+    """400 for a request over the message, character or tool limits."""
+    messages = body["messages"]
+    if len(messages) > settings.max_messages:
+        raise InvalidRequestError(
+            f"{len(messages)} messages is more than the limit of {settings.max_messages} "
+            "(PERCEPTION_LLM_MAX_MESSAGES).",
+            param="messages",
+            code="too_many_messages",
+        )
+    for index, message in enumerate(messages):
+        text = message_text(message.get("content")) or ""
+        if len(text) > settings.max_message_chars:
+            raise InvalidRequestError(
+                f"Message {index} has {len(text)} characters, more than the limit of "
+                f"{settings.max_message_chars} (PERCEPTION_LLM_MAX_MESSAGE_CHARS).",
+                param=f"messages.[{index}].content",
+                code="message_too_long",
+            )
+    if request.tools is not None and len(request.tools) > settings.max_tools:
+        raise InvalidRequestError(
+            f"{len(request.tools)} tools is more than the limit of {settings.max_tools} "
+            "(PERCEPTION_LLM_MAX_TOOLS).",
+            param="tools",
+            code="too_many_tools",
+        )
+
+
+class ConcurrencyGate:
+    """Counts in-flight completions; refuses past the cap (per process)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    def enter(self) -> None:
+        if self.active >= self.limit:
+            raise RateLimitError(
+                f"The server is at its limit of {self.limit} concurrent completions "
+                "(PERCEPTION_LLM_MAX_CONCURRENT_STREAMS); retry shortly.",
+                code="too_many_concurrent_streams",
+                headers={"Retry-After": "1"},
+            )
+        self.active += 1
+
+    def leave(self) -> None:
+        self.active -= 1

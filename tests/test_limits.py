@@ -1,0 +1,143 @@
+"""Limits: body size (413, enforced while reading), messages, characters, tools (400), and
+concurrent completions (429 with Retry-After, never an unbounded queue)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import make_settings
+from tests.fake_upstream import FakeUpstream, Reply, chunk
+from tests.live import running_server
+
+SMALL = dict(max_body_bytes=2048, max_messages=3, max_message_chars=50, max_tools=1)
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with running_server(make_settings(**SMALL)) as base:
+        yield base
+
+
+def post(url: str, body: object) -> httpx.Response:
+    return httpx.post(url + "/v1/chat/completions", json=body, timeout=10)
+
+
+def raw_request(url: str, head: bytes, chunks: list[bytes]) -> bytes:
+    """Send a request by hand (to control Content-Length and chunking); the raw response."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        try:
+            for data in chunks:
+                sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer and close before reading everything: that is the point
+        sock.shutdown(socket.SHUT_WR)
+        response = b""
+        while part := sock.recv(65536):
+            response += part
+    return response
+
+
+def test_declared_oversized_body_is_refused_before_reading(url: str) -> None:
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: 10000000\r\n\r\n"
+    )
+    response = raw_request(url, head, [])  # nothing of the 10 MB body is ever sent
+    assert response.startswith(b"HTTP/1.1 413")
+    body = json.loads(response.split(b"\r\n\r\n", 1)[1])
+    assert body["error"]["code"] == "request_too_large"
+
+
+def test_chunked_oversized_body_is_cut_while_reading(url: str) -> None:
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"transfer-encoding: chunked\r\n\r\n"
+    )
+    piece = b"x" * 1000
+    chunks = [f"{len(piece):x}\r\n".encode() + piece + b"\r\n" for _ in range(50)] + [b"0\r\n\r\n"]
+    response = raw_request(url, head, chunks)
+    assert response.startswith(b"HTTP/1.1 413")
+    assert b"larger than 2048 bytes" in response
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ({"messages": [{"role": "user", "content": "x"}] * 4}, "messages", "too_many_messages"),
+        (
+            {"messages": [{"role": "user", "content": "y" * 51}]},
+            "messages.[0].content",
+            "message_too_long",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "system", "content": "ok"},
+                    {"role": "user", "content": [{"type": "text", "text": "z" * 51}]},
+                ]
+            },
+            "messages.[1].content",
+            "message_too_long",
+        ),
+        (
+            {
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "function", "function": {"name": "a"}}] * 2,
+            },
+            "tools",
+            "too_many_tools",
+        ),
+    ],
+)
+def test_count_and_size_limits_are_400s(
+    url: str, body: dict[str, object], param: str, code: str
+) -> None:
+    response = post(url, body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == (param, code)
+
+
+def test_within_limits_is_fine(url: str) -> None:
+    assert post(url, {"messages": [{"role": "user", "content": "y" * 50}] * 3}).status_code == 200
+
+
+def test_concurrency_cap_is_a_429_with_retry_after_and_frees_up() -> None:
+    with (
+        FakeUpstream().serving() as fake,
+        running_server(
+            make_settings(upstream_base_url=fake.base_url, max_concurrent_streams=1)
+        ) as base,
+    ):
+        fake.script = [
+            Reply(steps=[("data", chunk({"content": "busy"})), ("hang", None)]),
+            Reply(steps=[("data", chunk({"content": "free"})), ("data", chunk({}, "stop"))]),
+        ]
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        client = httpx.Client(timeout=10)
+        first = client.send(
+            client.build_request("POST", base + "/v1/chat/completions", json=body), stream=True
+        )
+        lines = first.iter_lines()
+        assert next(line for line in lines if line.startswith("data: {"))
+        refused = httpx.post(base + "/v1/chat/completions", json=body, timeout=10)
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json()["error"]["code"] == "too_many_concurrent_streams"
+        first.close()
+        client.close()
+        assert fake.received[0].gone.wait(2)
+        # The slot is free again once the abandoned stream has been cleaned up.
+        again = httpx.post(
+            base + "/v1/chat/completions", json={**body, "stream": False}, timeout=10
+        )
+        assert (
+            again.status_code == 200 and again.json()["choices"][0]["message"]["content"] == "free"
+        )
