@@ -10,13 +10,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from prompts.templates import TemplateLibrary
 from server.control import ConversationRegistry
 from server.echo import EchoResponder
 from server.errors import install_error_handlers
 from server.limits import BodyLimitMiddleware, ConcurrencyGate
+from server.metrics import Metrics
 from server.model_routing import ModelRouter
+from server.observability import RequestContextMiddleware
 from server.routes import chat, meta, perception, prompts
 from server.settings import Settings, load_settings
 from server.upstream import UpstreamResponder
@@ -28,11 +31,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         echo = EchoResponder(settings.echo_model, settings.echo_word_delay_ms)
-        upstream = UpstreamResponder(settings) if settings.upstream_base_url else None
+        upstream = (
+            UpstreamResponder(settings, on_error=metrics.upstream_errors_by_kind)
+            if settings.upstream_base_url
+            else None
+        )
         router = ModelRouter(echo, upstream)
         app.state.responder = router
         app.state.conversations = ConversationRegistry()
-        app.state.gate = ConcurrencyGate(settings.max_concurrent_streams)
+        app.state.gate = gate
         try:
             yield
         finally:
@@ -45,6 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    gate = ConcurrencyGate(settings.max_concurrent_streams)
+    metrics = Metrics(active_streams=lambda: gate.active)
+    app.state.metrics = metrics
     # Loaded (and test-rendered) here, so a broken user template stops start-up with its name.
     library = TemplateLibrary(settings.prompts_dir)
     library.get(settings.prompt)
@@ -55,5 +65,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(perception.router)
     app.include_router(prompts.router)
+    # Plain ASGI middleware only (BaseHTTPMiddleware hides client disconnects). The last one
+    # added is the outermost: request ids wrap everything, so even a 413 carries one.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id"],
+        )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

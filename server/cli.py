@@ -24,6 +24,7 @@ from server.emulator.scenario import Scenario, ScenarioError, load_scenario
 from server.emulator.simulate import SimulateOptions, format_report, simulate
 from server.emulator.stream import EndpointError
 from server.inprocess import running_server
+from server.observability import log_config
 from server.settings import Settings, load_settings
 
 EXAMPLES = """\
@@ -175,6 +176,7 @@ def serve(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        log_config=log_config(settings.log_level, settings.log_format),
         access_log=settings.access_log,
     )
     return 0

@@ -11,7 +11,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from server.metrics import Metrics
+
 logger = logging.getLogger("perception_llm.requests")
+CANCEL_REASONS = {
+    "cancelled": "client_disconnect",
+    "superseded": "superseded",
+    "shutdown": "shutdown",
+}
 
 
 @dataclass
@@ -26,6 +33,7 @@ class CompletionRecord:
     chunks: int = 0
     outcome: str = "completed"
     error: str | None = None
+    prompt_tokens: int = 0
 
     def token_sent(self) -> None:
         self.chunks += 1
@@ -36,9 +44,34 @@ class CompletionRecord:
     def ttft_ms(self) -> float | None:
         return None if self.first_token is None else (self.first_token - self.started) * 1000
 
-    def log(self) -> None:
+    def finish(self, metrics: Metrics | None = None) -> None:
+        """Log the one line for this completion and record its metrics."""
+        total_seconds = time.perf_counter() - self.started
+        if metrics is not None:
+            metrics.completions.labels(self.outcome).inc()
+            metrics.duration.observe(total_seconds)
+            metrics.prompt_tokens.observe(self.prompt_tokens)
+            if self.first_token is not None:
+                metrics.time_to_first_token.observe(self.first_token - self.started)
+            reason = CANCEL_REASONS.get(self.outcome)
+            if reason is not None:
+                metrics.cancellations.labels(reason).inc()
+        self.log(total_seconds * 1000)
+
+    def log(self, total: float) -> None:
         ttft = "-" if self.ttft_ms is None else f"{self.ttft_ms:.1f}"
-        total = (time.perf_counter() - self.started) * 1000
+        fields = {
+            "event": "completion",
+            "model": self.model,
+            "template": self.template,
+            "stream": self.stream,
+            "outcome": self.outcome,
+            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 2),
+            "total_ms": round(total, 2),
+            "chunks": self.chunks,
+            "prompt_tokens": self.prompt_tokens,
+            "error": self.error,
+        }
         logger.info(
             "completion request_id=%s conversation_id=%s model=%s template=%s stream=%s "
             "outcome=%s ttft_ms=%s total_ms=%.1f chunks=%d%s",
@@ -52,4 +85,5 @@ class CompletionRecord:
             total,
             self.chunks,
             f" error={self.error!r}" if self.error else "",
+            extra={"fields": fields},
         )

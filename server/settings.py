@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -139,6 +140,16 @@ class Settings(BaseSettings):
         description="Most completions in flight per process; more get 429 with Retry-After.",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text, or one JSON object per line (`json`)."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description=(
+            'Browser origins allowed by CORS, as JSON (e.g. `["https://app.example"]`).'
+            " Empty: no CORS."
+        ),
+    )
     access_log: bool = Field(
         False,
         description=(

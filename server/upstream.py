@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -27,7 +27,7 @@ from server.control import RequestControl, SupersededError
 from server.errors import APIError, UpstreamError, UpstreamTimeoutError
 from server.responders import CompletionJob, ResponseEvent
 from server.settings import Settings
-from server.upstream_sse import DONE, chunk_events, data_payload
+from server.upstream_sse import DONE, MalformedChunkError, chunk_events, data_payload
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,21 @@ async def sse_lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
         yield buffer.rstrip(b"\r").decode("utf-8", "replace")
 
 
+def error_kind(error: BaseException) -> str:
+    """A short label for metrics: status_5xx, timeout, connect, malformed, ..."""
+    if isinstance(error, UpstreamStatusError):
+        return f"status_{error.status_code // 100}xx"
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return "connect"
+    if isinstance(error, MalformedChunkError):
+        return "malformed"
+    if isinstance(error, UpstreamError) and error.message.startswith("upstream error:"):
+        return "error_event"
+    return "connection"
+
+
 def _retryable(error: BaseException) -> bool:
     if isinstance(error, SupersededError):
         return False
@@ -143,9 +158,13 @@ class _Lines:
 class UpstreamResponder:
     """Streams replies from the configured OpenAI-compatible upstream."""
 
-    def __init__(self, settings: Settings) -> None:
-        """Create in a running event loop (the app's lifespan): the session binds to it."""
+    def __init__(
+        self, settings: Settings, on_error: Callable[[str], None] = lambda kind: None
+    ) -> None:
+        """Create in a running event loop (the app's lifespan): the session binds to it.
+        `on_error` is told the kind of every upstream failure (for metrics)."""
         self.settings = settings
+        self.on_error = on_error
         base = str(settings.upstream_base_url).rstrip("/")
         self.url = base + "/chat/completions"
         key = settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else None
@@ -220,6 +239,8 @@ class UpstreamResponder:
                 return lines, first or []
             except BaseException as error:
                 await attempt_stack.aclose()
+                if not isinstance(error, SupersededError | asyncio.CancelledError):
+                    self.on_error(error_kind(error))
                 if attempt == 2 or not _retryable(error) or loop.time() >= deadline:
                     raise
                 logger.warning("upstream attempt failed (%s); retrying once", type(error).__name__)
@@ -242,10 +263,15 @@ class UpstreamResponder:
                 try:
                     events = await lines.next_events(loop.time() + idle)
                 except TimeoutError:
+                    self.on_error("idle_timeout")
                     raise UpstreamTimeoutError(f"upstream went quiet for {idle:g}s") from None
-                except APIError:
+                except SupersededError:
+                    raise
+                except APIError as error:
+                    self.on_error(error_kind(error))
                     raise
                 except Exception as error:
+                    self.on_error("connection_lost")
                     raise UpstreamError(
                         f"connection to the upstream model was lost ({type(error).__name__})"
                     ) from None

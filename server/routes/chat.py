@@ -3,7 +3,6 @@ whatever `base_url` a persona has)."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,8 @@ from server.control import ConversationRegistry
 from server.disconnect import until_disconnected
 from server.errors import InvalidRequestError
 from server.limits import ConcurrencyGate, check_request_limits
+from server.metrics import Metrics
+from server.observability import CONVERSATION_ID
 from server.prompting import render_for_request
 from server.request_log import CompletionRecord
 from server.responders import CompletionJob, Responder
@@ -84,13 +85,16 @@ async def chat_completions(request: Request) -> Response:
     )
     responder: Responder = request.app.state.responder
     encoder = ChunkEncoder(model=responder.model_for(job))
+    CONVERSATION_ID.set(control.conversation_id or "-")
     record = CompletionRecord(
-        request_id=request.headers.get("x-request-id") or secrets.token_hex(8),
+        request_id=request.state.request_id,
         conversation_id=control.conversation_id,
         model=encoder.model,
         template=rendered.template,
         stream=completion_request.stream,
+        prompt_tokens=rendered.prompt_tokens,
     )
+    metrics: Metrics = request.app.state.metrics
 
     done = False
 
@@ -103,7 +107,7 @@ async def chat_completions(request: Request) -> Response:
             done = True
             gate.leave()
             registry.finish(control)
-            record.log()
+            record.finish(metrics)
 
     events = responder.stream(job)
     if not completion_request.stream:

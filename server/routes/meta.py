@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
 
 from server.auth import AuthDep
 from server.responders import Responder
@@ -33,6 +35,17 @@ for path in ("/v1/models", "/models"):
         include_in_schema=path.startswith("/v1"),
         summary="List the models this server answers as",
     )
+
+
+@router.get(
+    "/metrics",
+    dependencies=[AuthDep],
+    summary="Prometheus metrics (needs the API key when one is set)",
+    response_class=Response,
+)
+async def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", summary="Liveness: 200 while the process serves requests")
