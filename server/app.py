@@ -22,6 +22,7 @@ from server.model_routing import ModelRouter
 from server.observability import RequestContextMiddleware
 from server.routes import chat, meta, perception, prompts
 from server.settings import Settings, load_settings
+from server.shutdown import disable_sse_starlette_drain, install_drain_on_signals
 from server.upstream import UpstreamResponder
 
 
@@ -38,7 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         router = ModelRouter(echo, upstream)
         app.state.responder = router
-        app.state.conversations = ConversationRegistry()
+        registry = ConversationRegistry()
+        app.state.conversations = registry
+        install_drain_on_signals(registry, settings.shutdown_grace_seconds)
         app.state.gate = gate
         try:
             yield
@@ -52,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    disable_sse_starlette_drain()
     gate = ConcurrencyGate(settings.max_concurrent_streams)
     metrics = Metrics(active_streams=lambda: gate.active)
     app.state.metrics = metrics

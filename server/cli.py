@@ -26,6 +26,7 @@ from server.emulator.stream import EndpointError
 from server.inprocess import running_server
 from server.observability import log_config
 from server.settings import Settings, load_settings
+from server.shutdown import exit_cleanly_on_signals
 
 EXAMPLES = """\
 examples:
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", help="interface to bind (default: PERCEPTION_LLM_HOST or 127.0.0.1)"
     )
     serve.add_argument("--port", type=int, help="port (default: PERCEPTION_LLM_PORT or 8000)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes (each with its own event loop)"
+    )
     serve.add_argument(
         "--insecure",
         action="store_true",
@@ -170,15 +174,24 @@ def serve(args: argparse.Namespace) -> int:
     problem = settings.key_required_host_problem(host)
     if problem:
         raise UsageError(problem)
-    uvicorn.run(
-        "server.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
-        log_config=log_config(settings.log_level, settings.log_format),
-        access_log=settings.access_log,
-    )
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    restore = exit_cleanly_on_signals()
+    try:
+        uvicorn.run(
+            "server.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=args.workers,
+            log_level=settings.log_level.lower(),
+            log_config=log_config(settings.log_level, settings.log_format),
+            access_log=settings.access_log,
+            # A backstop past our own drain, which ends streams at the grace period.
+            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
+        )
+    finally:
+        restore()
     return 0
 
 

@@ -30,44 +30,95 @@ class SupersededError(APIError):
         )
 
 
+class ShutdownError(APIError):
+    status_code = 503
+    error_type = "server_shutting_down"
+
+    def __init__(self) -> None:
+        super().__init__("The server is shutting down; retry on another replica.", code="shutdown")
+
+
 class RequestControl:
     """The cancellation state of one request."""
 
     def __init__(self, conversation_id: str | None = None) -> None:
         self.conversation_id = conversation_id
         self.superseded = False
+        self.shutting_down = False
         self._timeout: asyncio.Timeout | None = None
+        self._shutdown_timer: asyncio.TimerHandle | None = None
+
+    def _stopped(self) -> APIError | None:
+        if self.superseded:
+            return SupersededError()
+        if self.shutting_down:
+            return ShutdownError()
+        return None
 
     async def wait(self, awaitable: Awaitable[T], deadline: float | None) -> T:
         """Await `awaitable` until the loop-time `deadline`; TimeoutError after it."""
-        if self.superseded:
-            raise SupersededError
+        stopped = self._stopped()
+        if stopped is not None:
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()  # never started: no "was never awaited" warning
+            raise stopped
         try:
             async with asyncio.timeout_at(deadline) as timeout:
                 self._timeout = timeout
                 return await awaitable
         except TimeoutError:
-            if self.superseded:
-                raise SupersededError from None
+            stopped = self._stopped()
+            if stopped is not None:
+                raise stopped from None
             raise
         finally:
             self._timeout = None
 
-    def supersede(self) -> None:
-        self.superseded = True
+    def _interrupt(self) -> None:
         if self._timeout is not None:
             self._timeout.reschedule(asyncio.get_running_loop().time())
 
+    def supersede(self) -> None:
+        self.superseded = True
+        self._interrupt()
+
+    def stop_at(self, deadline: float) -> None:
+        """Let the request run until the loop-time `deadline` (shutdown grace), then stop it."""
+
+        def stop() -> None:
+            self.shutting_down = True
+            self._interrupt()
+
+        self._shutdown_timer = asyncio.get_running_loop().call_at(deadline, stop)
+
+    def release(self) -> None:
+        if self._shutdown_timer is not None:
+            self._shutdown_timer.cancel()
+
 
 class ConversationRegistry:
-    """In-flight requests by conversation id (per process; no state outlives a request)."""
+    """In-flight requests, by conversation id for "newest wins", and all of them for the
+    shutdown drain (per process; no state outlives a request)."""
 
     def __init__(self) -> None:
         self._inflight: dict[str, RequestControl] = {}
+        self._all: set[RequestControl] = set()
+        self.drain_deadline: float | None = None
+
+    def drain(self, grace_seconds: float) -> None:
+        """Shutdown: every request in flight, and any that still arrives, gets `grace_seconds`."""
+        if self.drain_deadline is not None:
+            return
+        self.drain_deadline = asyncio.get_running_loop().time() + grace_seconds
+        for control in self._all:
+            control.stop_at(self.drain_deadline)
 
     def start(self, headers: Mapping[str, str]) -> RequestControl:
         conversation_id = next((headers[h] for h in CONVERSATION_HEADERS if h in headers), None)
         control = RequestControl(conversation_id)
+        self._all.add(control)
+        if self.drain_deadline is not None:
+            control.stop_at(self.drain_deadline)
         if conversation_id:
             older = self._inflight.get(conversation_id)
             if older is not None:
@@ -76,6 +127,8 @@ class ConversationRegistry:
         return control
 
     def finish(self, control: RequestControl) -> None:
+        control.release()
+        self._all.discard(control)
         if control.conversation_id and self._inflight.get(control.conversation_id) is control:
             del self._inflight[control.conversation_id]
 

@@ -124,6 +124,13 @@ class Settings(BaseSettings):
             "perception collapses to the latest snapshot, then the oldest turns are dropped."
         ),
     )
+    shutdown_grace_seconds: float = Field(
+        10.0,
+        ge=0,
+        description=(
+            "On SIGTERM, how long in-flight streams may run before they are ended with [DONE]."
+        ),
+    )
     max_body_bytes: int = Field(
         4 * 1024 * 1024,
         ge=1024,

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from server.chunks import ChunkEncoder
-from server.control import SupersededError
+from server.control import ShutdownError, SupersededError
 from server.errors import APIError
 from server.request_log import CompletionRecord
 from server.responders import ResponseEvent
@@ -134,6 +134,11 @@ async def stream_chunks(
                 yield data_event(encoder.choice({} if role_sent else {"role": "assistant"}, "stop"))
             if include_usage:
                 yield data_event(encoder.usage(usage or ZERO_USAGE))
+        except ShutdownError:
+            # The grace period is over: end the reply where it is, as a normal stream ends.
+            record.outcome = "shutdown"
+            if not finished:
+                yield data_event(encoder.choice({} if role_sent else {"role": "assistant"}, "stop"))
         except APIError as error:
             logger.warning("stream failed after it started: %s", error.message)
             record.outcome, record.error = _outcome(error), error.message
