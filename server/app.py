@@ -5,6 +5,7 @@ Resources (the responder) live on `app.state`, created in the lifespan; routes s
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         router = ModelRouter(echo, upstream)
         app.state.responder = router
+        app.state.loop = asyncio.get_running_loop()  # for diagnostics (task counts in tests)
         registry = ConversationRegistry()
         app.state.conversations = registry
         install_drain_on_signals(registry, settings.shutdown_grace_seconds)

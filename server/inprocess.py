@@ -11,8 +11,10 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import uvicorn
+from fastapi import FastAPI
 
 from server.app import create_app
 from server.settings import Settings
@@ -26,17 +28,30 @@ def listening_socket() -> socket.socket:
     return sock
 
 
+@dataclass(frozen=True)
+class LiveServer:
+    url: str  # http://127.0.0.1:PORT
+    app: FastAPI  # its `state` holds the loop, gate and registry, for diagnostics
+
+
 @contextmanager
 def running_server(settings: Settings, log_level: str = "warning") -> Iterator[str]:
     """Yield the base URL (`http://127.0.0.1:PORT`) of a live server with `settings`."""
+    with live_server(settings, log_level) as server:
+        yield server.url
+
+
+@contextmanager
+def live_server(settings: Settings, log_level: str = "warning") -> Iterator[LiveServer]:
     sock = listening_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), log_level=log_level, access_log=False)
+    app = create_app(settings)
+    config = uvicorn.Config(app, log_level=log_level, access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield LiveServer(f"http://127.0.0.1:{port}", app)
     finally:
         server.should_exit = True
         thread.join(timeout=15)

@@ -87,10 +87,14 @@ class FakeUpstream:
         self.received: list[Received] = []
         self._arrived = threading.Condition()
         self.connections = 0
-        self.open_connections = 0
+        self._open: set[int] = set()  # connections neither side has closed yet
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self.port = 0
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
 
     @property
     def base_url(self) -> str:
@@ -138,12 +142,13 @@ class FakeUpstream:
         except ConnectionError:
             pass
         request.gone_at = time.monotonic()
+        self._open.discard(request.connection)  # the peer closed it, whatever we do next
         request.gone.set()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        self.open_connections += 1
         connection = self.connections
+        self._open.add(connection)
         try:
             while True:
                 request = await self._read_request(reader, connection)
@@ -155,7 +160,7 @@ class FakeUpstream:
                 if not await self._respond(reader, writer, request, self.next_reply()):
                     return
         finally:
-            self.open_connections -= 1
+            self._open.discard(connection)
             writer.close()
 
     async def _respond(
