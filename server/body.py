@@ -8,6 +8,7 @@ an object, wrong types — becomes one OpenAI error body with a useful `param`.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -37,7 +38,28 @@ async def read_json_object(request: Request) -> dict[str, Any]:
         raise InvalidRequestError(
             f"The request body must be a JSON object, not {type(data).__name__}."
         )
+    if _SURROGATE_ESCAPE.search(raw):
+        data = _without_lone_surrogates(data)
     return data
+
+
+# JSON may spell a lone UTF-16 surrogate ("\ud800"), which Python's parser accepts but which is
+# not a character: echoing it back (or forwarding it) fails to encode as UTF-8. One regex pass
+# over the raw bytes finds any surrogate escape; only then are strings checked and repaired.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # after parsing, valid pairs are single characters
+
+
+def _without_lone_surrogates(node: Any) -> Any:
+    if isinstance(node, str):
+        return _SURROGATE.sub("\ufffd", node)
+    if isinstance(node, dict):
+        return {key: _without_lone_surrogates(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_without_lone_surrogates(item) for item in node]
+    return node
 
 
 def validate_body(model: type[ModelT], data: dict[str, Any]) -> ModelT:

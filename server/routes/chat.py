@@ -25,7 +25,7 @@ from server.observability import CONVERSATION_ID
 from server.prompting import render_for_request
 from server.request_log import CompletionRecord
 from server.responders import CompletionJob, Responder
-from server.schemas import ChatCompletionRequest
+from server.schemas import ChatCompletionRequest, inline_schema
 from server.settings import Settings
 from server.streaming import collect_completion, prefetched, stream_chunks, with_fallback
 
@@ -36,7 +36,7 @@ router = APIRouter()
 REQUEST_BODY_SCHEMA: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}},
+        "content": {"application/json": {"schema": inline_schema(ChatCompletionRequest)}},
     }
 }
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
