@@ -39,7 +39,8 @@ async def read_json_object(request: Request) -> dict[str, Any]:
             f"The request body must be a JSON object, not {type(data).__name__}."
         )
     if _SURROGATE_ESCAPE.search(raw):
-        data = _without_lone_surrogates(data)
+        repaired: dict[str, Any] = _without_lone_surrogates(data)
+        return repaired
     return data
 
 
