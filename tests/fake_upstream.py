@@ -82,7 +82,8 @@ def text_reply(
 
 
 class FakeUpstream:
-    def __init__(self) -> None:
+    def __init__(self, record: bool = True) -> None:
+        self.record = record
         self.script: list[Reply] = []
         self.received: list[Received] = []
         self._arrived = threading.Condition()
@@ -154,9 +155,10 @@ class FakeUpstream:
                 request = await self._read_request(reader, connection)
                 if request is None:
                     return
-                with self._arrived:
-                    self.received.append(request)
-                    self._arrived.notify_all()
+                if self.record:
+                    with self._arrived:
+                        self.received.append(request)
+                        self._arrived.notify_all()
                 if not await self._respond(reader, writer, request, self.next_reply()):
                     return
         finally:
@@ -249,12 +251,14 @@ class FakeUpstream:
 
 
 def main() -> None:
-    """`python -m tests.fake_upstream WORDS`: serve a fixed reply forever (for benchmarks)."""
+    """`python -m tests.fake_upstream [WORDS] [GAP_SECONDS]`: serve a fixed reply forever
+    (for benchmarks); it keeps no record of requests, so memory stays flat under load."""
     import sys
 
     words = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-    fake = FakeUpstream()
-    fake.script = [text_reply(*[f"w{i} " for i in range(words)])]
+    gap = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    fake = FakeUpstream(record=False)
+    fake.script = [text_reply(*[f"w{i} " for i in range(words)], gap=gap)]
     with fake.serving():
         print(f"fake upstream on {fake.base_url}", flush=True)
         threading.Event().wait()
