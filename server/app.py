@@ -21,7 +21,7 @@ from server.limits import BodyLimitMiddleware, ConcurrencyGate
 from server.metrics import Metrics
 from server.model_routing import ModelRouter
 from server.observability import RequestContextMiddleware
-from server.routes import chat, meta, perception, prompts
+from server.routes import chat, meta, perception, playground, prompts
 from server.settings import Settings, load_settings
 from server.shutdown import disable_sse_starlette_drain, install_drain_on_signals
 from server.upstream import UpstreamResponder
@@ -71,6 +71,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(perception.router)
     app.include_router(prompts.router)
+    if settings.playground:
+        app.include_router(playground.router)
+        app.include_router(playground.api)
+        app.mount("/playground/static", playground.static_files(), name="playground-static")
     # Plain ASGI middleware only (BaseHTTPMiddleware hides client disconnects). The last one
     # added is the outermost: request ids wrap everything, so even a 413 carries one.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -124,6 +124,9 @@ class Settings(BaseSettings):
             "perception collapses to the latest snapshot, then the oldest turns are dropped."
         ),
     )
+    playground: bool = Field(
+        True, description="Serve the web playground at `/playground` (static, no data in it)."
+    )
     shutdown_grace_seconds: float = Field(
         10.0,
         ge=0,

@@ -52,6 +52,9 @@ class Turn(BaseModel):
     visual_scene: str | None = Field(None, description="Basic perception scene.")
     perception: PerceptionMode | None = Field(None, description="Override the scenario's mode.")
     tool_result: str | None = Field(None, description="Result returned if the reply calls a tool.")
+    reply: str | None = Field(
+        None, description="The persona's reply after this turn, when composing a fixed history."
+    )
 
 
 class Scenario(BaseModel):
@@ -106,6 +109,25 @@ class Scenario(BaseModel):
                 text += f" VISUAL_SCENE: {turn.visual_scene}"
         messages.append({"role": "user", "content": text})
         return messages
+
+
+def scenario_request(scenario: Scenario) -> dict[str, Any]:
+    """The request Tavus would send at the scenario's last turn, earlier turns answered with
+    their `reply` (or "…"): for the playground's composer and examples."""
+    messages = scenario.opening_messages()
+    for index, turn in enumerate(scenario.turns):
+        messages.extend(scenario.turn_messages(index))
+        if index < len(scenario.turns) - 1:
+            messages.append({"role": "assistant", "content": turn.reply or "…"})
+    body: dict[str, Any] = {
+        "model": scenario.model or "echo",
+        "stream": True,
+        "messages": messages,
+        **scenario.extra_body,
+    }
+    if scenario.tools:
+        body["tools"] = scenario.tools
+    return body
 
 
 def load_scenario(name_or_path: str) -> Scenario:

@@ -1,0 +1,80 @@
+// Talks to this server's public API. The API key lives only in this module's memory.
+let apiKey = "";
+
+export function setApiKey(key) {
+  apiKey = key.trim();
+}
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(status ? `${status}: ${message}` : message);
+    this.status = status;
+  }
+}
+
+function headers() {
+  const result = { "content-type": "application/json" };
+  if (apiKey) result.authorization = `Bearer ${apiKey}`;
+  return result;
+}
+
+async function failure(response) {
+  let message = response.statusText;
+  try {
+    message = (await response.json()).error.message;
+  } catch (_) { /* not an OpenAI error body */ }
+  if (response.status === 401) message += " — enter the server's API key at the top right.";
+  return new ApiError(response.status, message);
+}
+
+export async function call(path, body) {
+  let response;
+  try {
+    response = await fetch(path, body === undefined
+      ? { headers: headers() }
+      : { method: "POST", headers: headers(), body: JSON.stringify(body) });
+  } catch (error) {
+    throw new ApiError(0, `the server is unreachable (${error.message})`);
+  }
+  if (!response.ok) throw await failure(response);
+  return response.json();
+}
+
+// Streams a chat completion; calls onText(text) per delta. Resolves to {ttft, total} in ms.
+export async function stream(body, onText) {
+  const started = performance.now();
+  let response;
+  try {
+    response = await fetch("/v1/chat/completions", {
+      method: "POST", headers: headers(), body: JSON.stringify({ ...body, stream: true }),
+    });
+  } catch (error) {
+    throw new ApiError(0, `the server is unreachable (${error.message})`);
+  }
+  if (!response.ok) throw await failure(response);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let ttft = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) !== -1) {
+      const event = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      if (!event.startsWith("data: ")) continue;  // keep-alive comments
+      const data = event.slice(6);
+      if (data === "[DONE]") return { ttft, total: performance.now() - started };
+      const chunk = JSON.parse(data);
+      if (chunk.error) throw new ApiError(0, `the stream failed: ${chunk.error.message}`);
+      const text = chunk.choices?.[0]?.delta?.content;
+      if (text) {
+        if (ttft === null) ttft = performance.now() - started;
+        onText(text);
+      }
+    }
+  }
+  throw new ApiError(0, "the stream ended without [DONE]");
+}

@@ -1,0 +1,120 @@
+// Wires the page: load a request, show what was perceived, render two templates, send.
+import { call, setApiKey, stream } from "./api.js";
+import * as compose from "./compose.js";
+import * as perception from "./perception.js";
+import * as prompts from "./prompts.js";
+
+let request = null;
+let examples = { samples: [], scenarios: [] };
+const columns = [...document.querySelectorAll(".column")];
+
+function showError(error) {
+  const banner = document.getElementById("error");
+  banner.textContent = error ? error.message : "";
+  banner.hidden = !error;
+}
+
+async function guarded(action) {
+  try {
+    showError(null);
+    await action();
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function renderColumn(column) {
+  if (!request) return;
+  const prompt = column.querySelector(".template").value;
+  prompts.show(column, await call("/v1/prompts/render", { ...request, prompt }));
+}
+
+async function useRequest(body) {
+  request = body;
+  document.getElementById("request-json").textContent = JSON.stringify(body, null, 2);
+  perception.show(await call("/v1/perception/parse", body));
+  for (const column of columns) await renderColumn(column);
+}
+
+async function send(column) {
+  if (!request) return;
+  const reply = column.querySelector(".reply");
+  const timing = column.querySelector(".timing");
+  reply.textContent = "";
+  timing.textContent = "streaming…";
+  const prompt = column.querySelector(".template").value;
+  const { ttft, total } = await stream({ ...request, prompt }, (text) => { reply.textContent += text; });
+  timing.textContent = `first token ${ttft === null ? "–" : ttft.toFixed(0)} ms · total ${total.toFixed(0)} ms`;
+}
+
+async function loadExample(value) {
+  const [kind, index] = value.split(":");
+  if (kind === "sample") return useRequest(examples.samples[Number(index)].body);
+  compose.fill(examples.scenarios[Number(index)]);
+  return useRequest(await call("/v1/playground/encode", compose.read()));
+}
+
+function parsePasted() {
+  const data = JSON.parse(document.getElementById("paste").value);
+  if (Array.isArray(data)) return { model: "echo", stream: true, messages: data };
+  if (!Array.isArray(data?.messages)) throw new Error('the JSON needs a "messages" list');
+  return data;
+}
+
+let templates = [];
+
+function describe(column) {
+  const chosen = templates.find((t) => t.name === column.querySelector(".template").value);
+  column.querySelector(".description").textContent = chosen ? chosen.description : "";
+}
+
+// Listeners are attached once; `start` (re)loads the data, e.g. after an API key is entered.
+for (const column of columns) {
+  column.querySelector(".template").addEventListener("change", () => {
+    describe(column);
+    guarded(() => renderColumn(column));
+  });
+  column.querySelector(".send").addEventListener("click", () => guarded(() => send(column)));
+}
+
+async function start() {
+  templates = (await call("/v1/prompts")).data;
+  columns.forEach((column, i) => {
+    const select = column.querySelector(".template");
+    select.replaceChildren(...templates.map((t) => new Option(t.name, t.name)));
+    select.value = i === 0 ? "default" : "passthrough";
+    describe(column);
+  });
+  examples = await call("/v1/playground/examples");
+  const select = document.getElementById("examples");
+  select.replaceChildren(new Option("choose an example…", ""));
+  const samples = document.createElement("optgroup");
+  samples.label = "Tavus-shaped requests";
+  samples.append(...examples.samples.map((s, i) => new Option(s.name, `sample:${i}`)));
+  const scenarios = document.createElement("optgroup");
+  scenarios.label = "Scenarios (opens the composer)";
+  scenarios.append(...examples.scenarios.map((s, i) => new Option(s.name, `scenario:${i}`)));
+  select.append(samples, scenarios);
+}
+
+document.getElementById("api-key").addEventListener("change", (event) => {
+  setApiKey(event.target.value);
+  guarded(start);
+});
+document.getElementById("examples").addEventListener("change", (event) => {
+  if (event.target.value) guarded(() => loadExample(event.target.value));
+});
+document.getElementById("use-paste").addEventListener("click", () => guarded(() => useRequest(parsePasted())));
+document.getElementById("add-turn").addEventListener("click", () => compose.addTurn());
+document.getElementById("use-compose").addEventListener("click",
+  () => guarded(async () => useRequest(await call("/v1/playground/encode", compose.read()))));
+for (const tab of document.querySelectorAll("[data-tab]")) {
+  tab.addEventListener("click", () => {
+    for (const other of document.querySelectorAll("[data-tab]")) {
+      other.setAttribute("aria-selected", String(other === tab));
+      document.getElementById(`tab-${other.dataset.tab}`).hidden = other !== tab;
+    }
+  });
+}
+compose.addTurn();
+guarded(start);

@@ -1,0 +1,47 @@
+// Renders /v1/perception/parse output. Text goes in with textContent only: perception is
+// untrusted (a screen share can carry markup).
+const FIELDS = ["appearance", "emotions", "screenshare", "visual_scene", "audio"];
+
+function cell(tag, text, className) {
+  const node = document.createElement(tag);
+  node.textContent = text ?? "";
+  if (className) node.className = className;
+  return node;
+}
+
+function row(...cells) {
+  const tr = document.createElement("tr");
+  tr.append(...cells);
+  return tr;
+}
+
+export function show(parsed) {
+  document.getElementById("mode").textContent = parsed.mode;
+  const latest = { ...parsed.latest, ...parsed.latest.extra };
+  delete latest.extra;
+  const seen = Object.entries(latest).filter(([, value]) => value !== null);
+  document.getElementById("latest").replaceChildren(
+    ...(seen.length ? seen.map(([name, value]) => row(cell("th", name), cell("td", value)))
+      : [row(cell("td", "nothing perceived"))]));
+
+  const extras = [...new Set(parsed.observations.flatMap((o) => Object.keys(o.extra)))];
+  const columns = [...FIELDS, ...extras];
+  const previous = {};
+  const body = parsed.observations.map((observation) => {
+    const values = { ...observation, ...observation.extra };
+    const cells = columns.map((name) => {
+      const value = values[name] ?? null;
+      const changed = value !== null && name in previous && previous[name] !== value;
+      if (value !== null) previous[name] = value;
+      return cell("td", value ?? "", changed ? "changed" : "");
+    });
+    return row(cell("td", `#${observation.message_index}`), cell("td", observation.source), ...cells);
+  });
+  document.getElementById("timeline").replaceChildren(
+    row(cell("th", "msg"), cell("th", "source"), ...columns.map((name) => cell("th", name))), ...body);
+
+  document.getElementById("issues").replaceChildren(
+    ...(parsed.issues.length ? parsed.issues.map((issue) =>
+      cell("li", `${issue.message_index === null ? "" : `#${issue.message_index} `}${issue.kind}: ${issue.detail}`))
+      : [cell("li", "none")]));
+}

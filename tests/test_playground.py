@@ -1,0 +1,216 @@
+"""The playground in real headless Chromium (Debian's package, driven by Playwright) against a
+live server on loopback. A screenshot is saved to test-artifacts/playground.png."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import make_settings
+from tests.live import running_server
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+# As the machine's probe found: without the background-networking flags Chromium keeps trying
+# to reach hosts this sandbox cannot reach.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    """Debian's Chromium, installed on first use when missing (the tests run as root)."""
+    path = shutil.which("chromium")
+    if path is None:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium"],
+            check=True,
+            capture_output=True,
+            timeout=900,
+            env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )
+        path = shutil.which("chromium")
+    assert path, "chromium is not installed and could not be installed"
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with running_server(make_settings()) as base:
+        yield base
+
+
+def open_page(browser: Browser, url: str) -> tuple[Page, list[str]]:
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "console", lambda message: errors.append(message.text) if message.type == "error" else None
+    )
+    page.goto(url + "/playground")
+    return page, errors
+
+
+def choose_example(page: Page, label: str) -> None:
+    expect(page.locator("[data-testid=examples] option", has_text=label)).to_have_count(1)
+    page.select_option("[data-testid=examples]", label=label)
+
+
+def test_sample_perception_two_templates_and_a_streamed_reply(browser: Browser, url: str) -> None:
+    page, errors = open_page(browser, url)
+    choose_example(page, "raven0-documented")
+    expect(page.get_by_test_id("latest")).to_contain_text("Neutral, attentive.")
+    expect(page.get_by_test_id("mode")).to_have_text("raven")
+    expect(page.get_by_test_id("tokens-a")).to_have_text(re.compile(r"^\d+ prompt tokens"))
+    expect(page.get_by_test_id("tokens-b")).to_have_text(re.compile(r"^\d+ prompt tokens"))
+    assert (
+        page.get_by_test_id("tokens-a").inner_text() != page.get_by_test_id("tokens-b").inner_text()
+    )
+    expect(page.locator("[data-testid=messages-a] mark.fence")).to_contain_text(
+        "What you can see and hear of the user right now"
+    )
+    page.get_by_test_id("send-a").click()
+    expect(page.get_by_test_id("reply-a")).to_contain_text(
+        'You said: "Sure, tell me one about the three little pigs."'
+    )
+    expect(page.get_by_test_id("timing-a")).to_contain_text("first token")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
+    assert errors == []
+
+
+def test_scenario_opens_the_composer_and_emotion_changes_stand_out(
+    browser: Browser, url: str
+) -> None:
+    page, _ = open_page(browser, url)
+    choose_example(page, "raven-cooking")
+    expect(page.get_by_test_id("latest")).to_contain_text("Frustrated, frowning at the bowl.")
+    changed = page.locator("[data-testid=timeline] td.changed")
+    expect(changed.first).to_be_visible()
+    assert "Focused." in changed.all_inner_texts()
+    assert page.locator("#turns .turn").count() == 3
+
+
+def test_composing_a_raven1_turn(browser: Browser, url: str) -> None:
+    page, _ = open_page(browser, url)
+    page.get_by_role("tab", name="Compose").click()
+    page.select_option("[data-testid=compose-mode]", "raven-1")
+    turn = page.locator("#turns .turn").first
+    turn.locator("[name=user]").fill("Great, another meeting.")
+    turn.locator("[name=emotions]").fill("Annoyed.")
+    turn.locator("[name=audio]").fill("Sarcastic, drawn-out tone.")
+    page.get_by_test_id("use-compose").click()
+    expect(page.get_by_test_id("latest")).to_contain_text("Sarcastic, drawn-out tone.")
+    body = json.loads(page.get_by_test_id("request-json").text_content() or "{}")
+    assert body["messages"][-1]["content"].startswith(
+        "<user_audio_analysis>Sarcastic, drawn-out tone.</user_audio_analysis>"
+    )
+
+
+def test_perception_markup_is_shown_as_text_never_run(browser: Browser, url: str) -> None:
+    page, _ = open_page(browser, url)
+    page.get_by_role("tab", name="Paste").click()
+    hostile = '<img src=x onerror="window.pwned=1">'
+    body: dict[str, Any] = {
+        "messages": [
+            {"role": "system", "content": f"<user_screenshare>{hostile}</user_screenshare>"},
+            {"role": "user", "content": "hi"},
+        ]
+    }
+    page.get_by_test_id("paste").fill(json.dumps(body))
+    page.get_by_test_id("use-paste").click()
+    expect(page.get_by_test_id("latest")).to_contain_text("<img src=x")
+    assert page.locator("img").count() == 0 and page.evaluate("window.pwned") is None
+
+
+def test_bad_request_shows_the_servers_message(browser: Browser, url: str) -> None:
+    page, _ = open_page(browser, url)
+    page.get_by_role("tab", name="Paste").click()
+    page.get_by_test_id("paste").fill('{"messages": [{"role": "robot", "content": "x"}]}')
+    page.get_by_test_id("use-paste").click()
+    expect(page.get_by_test_id("error")).to_contain_text("400")
+    expect(page.get_by_test_id("error")).to_contain_text("messages.[0].role")
+
+
+def test_missing_key_is_explained_then_accepted(browser: Browser) -> None:
+    with running_server(make_settings(api_key="play-key")) as base:
+        page, _ = open_page(browser, base)
+        expect(page.get_by_test_id("error")).to_contain_text("401")
+        expect(page.get_by_test_id("error")).to_contain_text("enter the server's API key")
+        page.get_by_test_id("api-key").fill("play-key")
+        page.get_by_test_id("api-key").press("Enter")
+        page.get_by_test_id("api-key").blur()
+        expect(page.get_by_test_id("error")).to_be_hidden()
+        choose_example(page, "raven1-audio")
+        expect(page.get_by_test_id("latest")).to_contain_text("sarcastic")
+        assert (
+            page.evaluate("Object.keys(localStorage).length + document.cookie.length") == 0
+        )  # memory only
+
+
+def test_upstream_down_is_shown(browser: Browser) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    settings = make_settings(upstream_base_url=f"http://127.0.0.1:{port}/v1", fallback_text="")
+    with running_server(settings) as base:
+        page, _ = open_page(browser, base)
+        choose_example(page, "raven0-documented")
+        expect(page.get_by_test_id("tokens-a")).to_contain_text("prompt tokens")
+        page.get_by_test_id("send-a").click()
+        expect(page.get_by_test_id("error")).to_contain_text("502: cannot reach the upstream model")
+
+
+def test_playground_can_be_turned_off() -> None:
+    with running_server(make_settings(playground=False)) as base:
+        assert httpx.get(base + "/playground").status_code == 404
+        assert httpx.get(base + "/v1/playground/examples").status_code == 404
+
+
+def test_entering_the_key_twice_does_not_double_the_send(browser: Browser) -> None:
+    with running_server(make_settings(api_key="k2")) as base:
+        page, _ = open_page(browser, base)
+        for _ in range(2):  # each entry reloads the data; listeners must not pile up
+            page.get_by_test_id("api-key").fill("k2")
+            page.get_by_test_id("api-key").press("Enter")
+            page.get_by_test_id("api-key").blur()
+        choose_example(page, "raven0-documented")
+        expect(page.get_by_test_id("tokens-a")).to_contain_text("prompt tokens")
+        requests: list[str] = []
+        page.on(
+            "request",
+            lambda request: (
+                requests.append(request.url)
+                if request.url.endswith("/v1/chat/completions")
+                else None
+            ),
+        )
+        page.get_by_test_id("send-a").click()
+        expect(page.get_by_test_id("timing-a")).to_contain_text("total")
+        assert len(requests) == 1
