@@ -17,42 +17,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import re
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from processes import ROOT, start
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BODY = json.loads((ROOT / "tests/fixtures/samples/raven0-documented.json").read_text())
-
-
-def start(
-    command: list[str], pattern: str, env: dict[str, str]
-) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **env},
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = re.search(pattern, line)
-        if match:
-            threading.Thread(target=process.stdout.read, daemon=True).start()
-            return process, match.group(1)
-    raise RuntimeError(f"{command} did not start")
 
 
 def rss_kib(pid: int) -> tuple[int, int]:

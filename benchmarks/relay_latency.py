@@ -14,41 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import statistics
-import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 
 import httpx
+from processes import ROOT, start
 
-ROOT = Path(__file__).resolve().parents[1]
 CONTENT = re.compile(r'"content":\s*"w')  # the fake's words are w0, w1, ...
 BODY = json.loads((ROOT / "tests/fixtures/samples/raven0-documented.json").read_text())
-
-
-def start(
-    command: list[str], pattern: str, env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = re.search(pattern, line)
-        if match:
-            # Keep reading its output, or a full pipe would stall the process on its next log line.
-            threading.Thread(target=process.stdout.read, daemon=True).start()
-            return process, match.group(1)
-    raise RuntimeError(f"{command[0]} did not start")
 
 
 async def ttft(client: httpx.AsyncClient, url: str) -> float:
