@@ -24,6 +24,7 @@ IssueKind = Literal[
     "stray_text",  # text after the first observation, outside blocks: kept as data
 ]
 
+INSTRUCTION_ROLES = frozenset({"system", "developer"})  # persona text and raven blocks
 FIELD_NAMES = ("appearance", "emotions", "screenshare", "visual_scene", "audio")
 
 

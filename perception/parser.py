@@ -12,6 +12,7 @@ from typing import Any
 
 from perception.models import (
     FIELD_NAMES,
+    INSTRUCTION_ROLES,
     Conversation,
     IssueKind,
     Mode,
@@ -32,7 +33,6 @@ from perception.speech import is_basic_turn, split_basic_turn, split_leading_aud
 from perception.text import clean_value, message_text, with_text
 
 DEFAULT_MAX_FIELD_CHARS = 4000
-_INSTRUCTION_ROLES = frozenset({"system", "developer"})
 
 
 class _ConversationBuilder:
@@ -182,7 +182,7 @@ def parse_messages(
             builder.issue(index, "invalid_message", "not an object with a string role; kept as is")
             builder.messages.append(message)
             continue
-        if role not in _INSTRUCTION_ROLES and role != "user":
+        if role not in INSTRUCTION_ROLES and role != "user":
             builder.messages.append(message)  # assistant/tool text is never perception
             continue
         text = message_text(message.get("content"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from perception.models import INSTRUCTION_ROLES
 from prompts.tokens import estimate_message_tokens
 
 
@@ -19,7 +20,7 @@ def droppable_units(turns: list[Any], keep_from: int) -> list[list[int]]:
     for index in range(keep_from):
         message = turns[index]
         role = message.get("role") if isinstance(message, dict) else None
-        if role in ("system", "developer"):
+        if role in INSTRUCTION_ROLES:
             continue  # persona text is never dropped, wherever it sits
         if role == "tool" and units and _opens_tool_calls(turns[units[-1][0]]):
             units[-1].append(index)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perception import Conversation
+from perception.models import INSTRUCTION_ROLES
 from prompts.budget import drop_oldest_turns, last_user_index
 from prompts.fence import Fence, escape_fenced, new_fence
 from prompts.templates import PromptTemplate
@@ -27,7 +28,6 @@ from prompts.tokens import estimate_message_tokens
 from prompts.view import template_variables
 
 logger = logging.getLogger(__name__)
-_INSTRUCTION_ROLES = frozenset({"system", "developer"})
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class RenderedPrompt:
 
 
 def _is_instruction(message: Any) -> bool:
-    return isinstance(message, dict) and message.get("role") in _INSTRUCTION_ROLES
+    return isinstance(message, dict) and message.get("role") in INSTRUCTION_ROLES
 
 
 def _neutralised_turn(message: Any) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from perception import Conversation, parse_messages
+from perception import Conversation
 from prompts.render import render_prompt
 from prompts.templates import TemplateError, TemplateLibrary
 from server.emulator.compare import compare, format_markdown, format_terminal
@@ -216,9 +216,7 @@ def load_body(source: str) -> dict[str, Any]:
 
 def parse(args: argparse.Namespace) -> int:
     settings = settings_or_error()
-    conversation = parse_messages(
-        load_body(args.file)["messages"], max_field_chars=settings.perception_max_field_chars
-    )
+    conversation = settings.parse(load_body(args.file)["messages"])
     if args.pretty:
         print(summarise(conversation))
     else:
@@ -235,9 +233,7 @@ def render(args: argparse.Namespace) -> int:
         template = library.get(str(name))
     except TemplateError as error:
         raise UsageError(str(error)) from None
-    conversation = parse_messages(
-        body["messages"], max_field_chars=settings.perception_max_field_chars
-    )
+    conversation = settings.parse(body["messages"])
     rendered = render_prompt(
         conversation, body["messages"], template, budget_tokens=settings.context_budget_tokens
     )

@@ -8,7 +8,6 @@ and streamed word by word like a model's, optionally paced by `echo_word_delay_m
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,8 +15,8 @@ from perception import Conversation, Snapshot
 from perception.text import message_text
 from prompts import estimate_message_tokens, estimate_tokens
 from server.responders import CompletionJob, ResponseEvent
+from server.streaming import words
 
-_WORD_RE = re.compile(r"\s*\S+\s*")
 _SPEECH_LIMIT = 400  # quoting a whole pasted essay back is not useful in a voice reply
 
 
@@ -72,7 +71,7 @@ class EchoResponder:
 
     async def stream(self, job: CompletionJob) -> AsyncIterator[ResponseEvent]:
         reply = compose_reply(job.conversation)
-        for index, word in enumerate(_WORD_RE.findall(reply)):
+        for index, word in enumerate(words(reply)):
             if self.word_delay and index:
                 await job.control.wait(asyncio.sleep(self.word_delay), None)
             yield ResponseEvent(delta={"content": word})

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from perception import Conversation, parse_messages
 
 
 class Settings(BaseSettings):
@@ -167,6 +169,10 @@ class Settings(BaseSettings):
             " its line before the first byte, inside time to first token."
         ),
     )
+
+    def parse(self, messages: Any) -> Conversation:
+        """`perception.parse_messages` with this configuration's field cap."""
+        return parse_messages(messages, max_field_chars=self.perception_max_field_chars)
 
     def key_required_host_problem(self, host: str) -> str | None:
         """Say why serving `host` is unsafe with these settings, or None when it is fine."""

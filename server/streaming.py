@@ -43,10 +43,15 @@ def _outcome(error: BaseException) -> str:
     return "failed"
 
 
+def words(text: str) -> list[str]:
+    """`text` in word-sized pieces (each with its following whitespace) that join back to it."""
+    return _WORD_RE.findall(text)
+
+
 def word_events(text: str) -> list[ResponseEvent]:
     """`text` as word-by-word content deltas, ending with `finish_reason: "stop"`."""
     return [
-        *(ResponseEvent(delta={"content": word}) for word in _WORD_RE.findall(text)),
+        *(ResponseEvent(delta={"content": word}) for word in words(text)),
         ResponseEvent(finish_reason="stop"),
     ]
 

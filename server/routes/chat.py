@@ -12,7 +12,6 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from perception import parse_messages
 from server.auth import require_api_key
 from server.body import read_json_object, validate_body
 from server.chunks import ChunkEncoder
@@ -68,9 +67,7 @@ async def chat_completions(request: Request) -> Response:
     if completion_request.n is not None and completion_request.n != 1:
         raise InvalidRequestError("Only n=1 is supported.", param="n")
     check_request_limits(completion_request, body, settings)
-    conversation = parse_messages(
-        body["messages"], max_field_chars=settings.perception_max_field_chars
-    )
+    conversation = settings.parse(body["messages"])
     rendered = render_for_request(body, request, conversation)
     gate: ConcurrencyGate = request.app.state.gate
     gate.enter()  # 429 past the cap; from here on `finished` must run exactly once

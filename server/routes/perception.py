@@ -6,7 +6,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from perception import parse_messages
 from server.auth import AuthDep, SettingsDep
 from server.body import read_json_object
 from server.errors import InvalidRequestError
@@ -41,5 +40,5 @@ async def parse_perception(request: Request, settings: SettingsDep) -> dict[str,
         raise InvalidRequestError(
             'Send {"messages": [...]} or a whole chat-completions body.', param="messages"
         )
-    conversation = parse_messages(messages, max_field_chars=settings.perception_max_field_chars)
+    conversation = settings.parse(messages)
     return conversation.model_dump()
