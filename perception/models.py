@@ -21,7 +21,10 @@ IssueKind = Literal[
     "duplicate_tag",  # the same field twice in one message (the last one wins)
     "truncated_field",  # a value longer than the cap was cut
     "mixed_modes",  # raven and Basic perception in one conversation
-    "stray_text",  # text after the first observation, outside blocks: kept as data
+    "stray_text",  # text in a perception message outside any block: kept as data
+    "hostile_closing_tag",  # a closing tag inside a value, or one that closes nothing
+    "mention_demoted",  # prose mentioning tags shared a message with perception: made data
+    "too_many_tags",  # past the per-message tag cap: the rest kept as unparsed data
 ]
 
 INSTRUCTION_ROLES = frozenset({"system", "developer"})  # persona text and raven blocks

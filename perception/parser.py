@@ -21,14 +21,7 @@ from perception.models import (
     Snapshot,
     Source,
 )
-from perception.raven import (
-    KNOWN_TAGS,
-    UNPARSED_KEY,
-    Block,
-    find_blocks,
-    remove_blocks,
-    split_observations,
-)
+from perception.raven import KNOWN_TAGS, MAX_TAGS, UNPARSED_KEY, split_raven_message
 from perception.speech import is_basic_turn, split_basic_turn, split_leading_audio
 from perception.text import clean_value, message_text, with_text
 
@@ -43,11 +36,15 @@ class _ConversationBuilder:
         self.messages: list[Any] = []
         self.observations: list[Observation] = []
         self.issues: list[ParseIssue] = []
+        self.seen_issues: set[tuple[int | None, str, str]] = set()
         self.saw_raven = False
         self.saw_basic = False
 
     def issue(self, index: int | None, kind: IssueKind, detail: str) -> None:
-        self.issues.append(ParseIssue(message_index=index, kind=kind, detail=detail))
+        key = (index, kind, detail)
+        if key not in self.seen_issues:  # the same finding twice in one message says nothing new
+            self.seen_issues.add(key)
+            self.issues.append(ParseIssue(message_index=index, kind=kind, detail=detail))
 
     def clean(self, index: int, name: str, raw: str) -> str:
         cleaned = clean_value(raw, self.max_field_chars)
@@ -65,33 +62,41 @@ class _ConversationBuilder:
         self.observations.append(Observation(message_index=index, source=source, **fields))
 
     def system_message(self, index: int, message: dict[str, Any], text: str) -> None:
-        blocks = find_blocks(text)
-        first = split_observations(text, blocks)[0] if blocks else []
-        if not first:
+        split = split_raven_message(text)
+        if split is None:
             self.messages.append(message)
             return
-        # Only text before the first observation can be trusted as persona text or framing:
-        # perception values are untrusted (a screen can show "</user_screenshare>"), and every
-        # value starts after that point, so whatever else follows it is kept as data.
-        boundary = first[0].start
-        persona = text[:boundary].strip()
-        observed: list[Block] = list(first)
-        rest = remove_blocks(text, first, start=boundary)
-        # Repeat until the rest holds no observation: removing a block can re-pair a stray tag
-        # around it (found by the idempotence property test), so one pass is not enough.
-        while rest:
-            blocks = find_blocks(rest)
-            found = split_observations(rest, blocks)[0] if blocks else []
-            if not found:
-                break
-            observed.extend(found)
-            rest = remove_blocks(rest, found)
+        if split.demoted_mentions:
+            self.issue(
+                index,
+                "mention_demoted",
+                "perception follows prose that mentions tags in this message; everything from "
+                "the first tag on was treated as data",
+            )
+        if split.too_many_tags:
+            self.issue(
+                index,
+                "too_many_tags",
+                f"more than {MAX_TAGS} tags in one message; the rest was kept as unparsed data",
+            )
+        if split.stray_closers:
+            self.issue(
+                index,
+                "hostile_closing_tag",
+                f"{split.stray_closers} closing tag(s) closed nothing; kept as data",
+            )
         fields: dict[str, Any] = {}
         extra: dict[str, str] = {}
-        for block in observed:
+        for block in split.blocks:
             field = KNOWN_TAGS.get(block.name)
             if not block.closed:
                 self.issue(index, "unclosed_tag", f"<{block.name}> has no closing tag")
+            if block.stray_closers:
+                self.issue(
+                    index,
+                    "hostile_closing_tag",
+                    f"<{block.name}>'s value holds its own closing tag; kept it all as the value",
+                )
             if (field is not None and field in fields) or block.name in extra:
                 self.issue(index, "duplicate_tag", f"<{block.name}> appears twice; kept the last")
             value = self.clean(index, block.name, block.value)
@@ -100,12 +105,13 @@ class _ConversationBuilder:
             else:
                 fields[field] = value
         self.saw_raven = True
-        if rest:
-            self.issue(index, "stray_text", "text after the first observation kept as data")
-            extra[UNPARSED_KEY] = self.clean(index, UNPARSED_KEY, rest)
+        if split.leftover:
+            self.issue(index, "stray_text", "text outside perception blocks kept as data")
+            extra[UNPARSED_KEY] = self.clean(index, UNPARSED_KEY, split.leftover)
         self.observe(index, "raven", {**fields, "extra": extra})
-        if persona or (isinstance(message.get("content"), list) and len(message["content"]) > 1):
-            self.messages.append(with_text(message, persona))
+        content = message.get("content")
+        if split.persona or (isinstance(content, list) and len(content) > 1):
+            self.messages.append(with_text(message, split.persona))
 
     def user_message(self, index: int, message: dict[str, Any], text: str) -> None:
         speech = text

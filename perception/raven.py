@@ -1,27 +1,41 @@
-"""raven-0/raven-1 perception blocks in system messages: find them, and tell data from prose.
+"""raven-0/raven-1 perception in system messages: where untrusted data starts, and its blocks.
 
-Tavus sends `<user_appearance>…</user_appearance> <user_emotions>…</user_emotions> …` in a
-system message, but its own persona preamble also *mentions* the tags in sentences ("the user's
-appearance inside the <user_appearance></user_appearance> tag"). The rule, applied per block:
+Tavus sends perception as `<user_appearance>…</user_appearance> <user_emotions>…</user_emotions> …`
+in a system message of its own, values wrapped in newlines. Its own perception preamble, part of
+the persona's system text, *mentions* the same tags in prose: as empty pairs ("the user's
+appearance inside the <user_appearance></user_appearance> tag") and as bare opening tags inside
+sentences ("use only the content within the <user_appearance> and <user_emotions> tags"); see
+the fixtures `tavus-raven-preamble*.json` for the published text.
 
-- a block is an **observation** when it stands on its own: nothing but whitespace or other
-  blocks between it and the start of its line, or between it and the end of its line;
-- it is a **mention** (persona text, kept verbatim) when text surrounds it on its line, or when
-  it is empty or a placeholder (`...`) with any text beside it.
+Perception values are user-controlled (a screen share shows whatever is on the screen), so the
+question is never "which tags are data" but "where does untrusted text start". The rule:
 
-An opening tag with no closing tag is an observation only when it starts its line; its value
-runs to the next perception tag or the end of the message (never into the next message), and the
-parser reports it. Removing a block can re-pair stray tags around it, so the parser repeats
-extraction on the leftover until none is found: re-parsing cleaned text finds nothing new.
-Like vLLM's tool parsers, the vocabulary is defined once, regexes are compiled once, and
-`"<" not in text` is the fast path.
+1. A message whose first non-blank text is a tag is a perception message: all of it is data.
+2. Otherwise the message is persona text until a tag that prose cannot explain appears:
+   a tag that starts its line; a closing tag that does not close an empty pair (so it closes a
+   value); an opening tag while one of the same name is still open; or a second empty pair of
+   the same name. From then on, everything **from the message's first tag** is data.
+
+Anchoring at the first tag (not at the tag that gave it away) is what makes the rule hold against
+a value crafted to look like prose: Tavus' own opening tag always precedes the value, and some
+tag at or after it is always unexplainable, so every byte of every value lands in the data part.
+The price is paid only when perception shares a message with prose that mentions tags: then the
+prose after its first mention is treated as data too (reported as `mention_demoted`), which is
+the safe direction. Prose that only mentions tags (the preambles) is never touched.
+
+Inside the data part, an opening tag's value runs to the next closing tag of the same name, or,
+when another opening tag of that name or no closing tag comes first, to the next tag of any kind
+(reported as unclosed). A closing tag straight after a closed block of its name extends that
+block: the screen text began with `</user_screenshare>` (reported as `hostile_closing_tag`). Text
+in the data part outside any block is kept as data too, never as persona text.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from functools import lru_cache
+from typing import NamedTuple
+
+from perception.tags import Tag, scan_tags
 
 # Tag name → field; any other `user_*` tag is kept under `extra` by its own name.
 KNOWN_TAGS: dict[str, str] = {
@@ -31,104 +45,168 @@ KNOWN_TAGS: dict[str, str] = {
     "user_screen": "screenshare",
     "user_audio_analysis": "audio",
 }
-
-# Attributes may not span lines, so removing a block can never join text into a new tag.
-_OPEN_RE = re.compile(r"<(user_[a-z0-9_]+)(?:[ \t][^<>\n]*)?>", re.I)
-# The common case in one match: a block closed by its own tag (backreference), checked below
-# for a same-name opening tag inside it, which would make the first opening tag unclosed.
-_CLOSED_BLOCK_RE = re.compile(r"<(user_[a-z0-9_]+)(?:[ \t][^<>\n]*)?>(.*?)</\s*\1\s*>", re.I | re.S)
-_TAG_BOUNDARY_RE = re.compile(r"<\s*/?\s*user_", re.I)
-UNPARSED_KEY = "unparsed"  # `extra` key for text after the first observation outside blocks
+UNPARSED_KEY = "unparsed"  # `extra` key for data-part text outside any block
+# A Tavus perception message holds a handful of tags and its preamble about ten. Past this many
+# in one message the rest is kept as unparsed data: the work per message stays bounded.
+MAX_TAGS = 256
 _PLACEHOLDERS = frozenset({"", "...", "…", "…."})
 
 
-@dataclass(frozen=True, slots=True)
-class Block:
+class Block(NamedTuple):
     name: str  # lower-cased tag name, e.g. "user_emotions"
     start: int  # span of the whole block in the message text
     end: int
+    value_start: int  # where the value begins (just after the opening tag)
     value: str  # raw text between the tags
     closed: bool
+    stray_closers: int  # closing tags of the same name that extended the block
 
 
-@lru_cache(maxsize=256)
-def _reopen_re(name: str) -> re.Pattern[str]:
-    return re.compile(rf"<{re.escape(name)}(?:[ \t][^<>\n]*)?>", re.I)
+@dataclass(frozen=True, slots=True)
+class RavenMessage:
+    """A system message split at the trust boundary."""
+
+    persona: str  # trusted text before the boundary, stripped ("" when it is all data)
+    blocks: list[Block]
+    leftover: str  # data-part text outside blocks, stripped
+    stray_closers: int  # closing tags that closed nothing
+    demoted_mentions: bool  # prose with tag mentions was pulled into the data part
+    too_many_tags: bool  # past MAX_TAGS: the rest is in `leftover`
 
 
-def find_blocks(text: str) -> list[Block]:
-    """Every perception block in `text`, outermost first, never overlapping."""
-    if "<" not in text:
-        return []
-    # Fast path: well-formed blocks only, with no opening tag left over between them.
-    blocks: list[Block] = []
-    gap_start = 0
-    for match in _CLOSED_BLOCK_RE.finditer(text):
-        name, value = match.group(1).lower(), match.group(2)
-        start = match.start()
-        # str.find before the regex: gaps between Tavus' blocks are almost always whitespace.
-        if (text.find("<", gap_start, start) != -1 and _OPEN_RE.search(text, gap_start, start)) or (
-            "<" in value and _reopen_re(name).search(value)
-        ):
-            return _scan_blocks(text)
-        gap_start = match.end()
-        blocks.append(Block(name, start, gap_start, value, True))
-    if text.find("<", gap_start) != -1 and _OPEN_RE.search(text, gap_start):
-        return _scan_blocks(text)
-    return blocks
+def _is_empty_pair(text: str, opening: Tag | None, closing: Tag) -> bool:
+    return (
+        opening is not None
+        and not opening.closing
+        and opening.name == closing.name
+        and text[opening.end : closing.start].strip() in _PLACEHOLDERS
+    )
 
 
-def _scan_blocks(text: str) -> list[Block]:
-    """The general scanner: one opening tag at a time, handling unclosed tags."""
-    blocks: list[Block] = []
-    position = 0
-    while True:
-        opening = _OPEN_RE.search(text, position)
-        if opening is None:
-            return blocks
-        name = opening.group(1).lower()
-        closed = _CLOSED_BLOCK_RE.match(text, opening.start())
-        if closed is not None and not (
-            "<" in closed.group(2) and _reopen_re(name).search(closed.group(2))
-        ):
-            blocks.append(Block(name, closed.start(), closed.end(), closed.group(2), closed=True))
-            position = closed.end()
-            continue
-        # Unclosed: the value stops at the next perception tag of any kind.
-        boundary = _TAG_BOUNDARY_RE.search(text, opening.end())
-        end = boundary.start() if boundary is not None else len(text)
-        blocks.append(Block(name, opening.start(), end, text[opening.end() : end], closed=False))
-        position = end
-
-
-def _has_text(segment: str) -> bool:
-    return bool(segment.strip())
-
-
-def split_observations(text: str, blocks: list[Block]) -> tuple[list[Block], list[Block]]:
-    """Partition `blocks` into (observations, mentions) by the rule in the module docstring."""
-    if not remove_blocks(text, blocks):
-        return blocks, []  # only blocks and whitespace: the usual Tavus perception message
-    observations: list[Block] = []
-    mentions: list[Block] = []
-    for i, block in enumerate(blocks):
-        line_start = text.rfind("\n", 0, block.start) + 1
-        previous_end = blocks[i - 1].end if i > 0 else 0
-        before = text[max(line_start, previous_end) : block.start]
-        line_end = text.find("\n", block.end)
-        line_end = len(text) if line_end == -1 else line_end
-        next_start = blocks[i + 1].start if i + 1 < len(blocks) else len(text)
-        after = text[block.end : min(line_end, next_start)] if block.closed else ""
-        text_before, text_after = _has_text(before), _has_text(after)
-        placeholder = block.value.strip() in _PLACEHOLDERS
-        if not block.closed:
-            is_mention = text_before
+def _unexplained_tag(text: str, tags: list[Tag]) -> int | None:
+    """Index of the first tag prose cannot explain (rule 2), or None."""
+    open_names: set[str] = set()
+    empty_pairs: set[str] = set()
+    previous: Tag | None = None
+    for index, tag in enumerate(tags):
+        gap_start = previous.end if previous is not None else 0
+        newline = text.rfind("\n", gap_start, tag.start)  # bounded by the previous tag: linear
+        at_line_start = (previous is None or newline != -1) and not text[
+            newline + 1 : tag.start
+        ].strip()
+        if at_line_start:
+            return index
+        if tag.closing:
+            if not _is_empty_pair(text, previous, tag) or tag.name in empty_pairs:
+                return index
+            empty_pairs.add(tag.name)
+            open_names.discard(tag.name)
+        elif tag.name in open_names:
+            return index
         else:
-            is_mention = (text_before and text_after) or (
-                placeholder and (text_before or text_after)
+            open_names.add(tag.name)
+        previous = tag
+    return None
+
+
+def _next_of_same_kind(tags: list[Tag]) -> tuple[list[int | None], list[int | None]]:
+    """For each tag: the index of the next closing and next opening tag with its name."""
+    next_close: list[int | None] = [None] * len(tags)
+    next_open: list[int | None] = [None] * len(tags)
+    seen_close: dict[str, int] = {}
+    seen_open: dict[str, int] = {}
+    for index in range(len(tags) - 1, -1, -1):
+        tag = tags[index]
+        next_close[index] = seen_close.get(tag.name)
+        next_open[index] = seen_open.get(tag.name)
+        (seen_close if tag.closing else seen_open)[tag.name] = index
+    return next_close, next_open
+
+
+def _blocks(text: str, tags: list[Tag]) -> tuple[list[Block], int]:
+    """The blocks of a data part, and how many closing tags closed nothing."""
+    openings, closings = tags[::2], tags[1::2]
+    if len(openings) == len(closings) and all(
+        not opening.closing and closing.closing and opening.name == closing.name
+        for opening, closing in zip(openings, closings, strict=True)
+    ):  # the usual Tavus message: well-formed blocks one after another
+        return [
+            Block(o.name, o.start, c.end, o.end, text[o.end : c.start], True, 0)
+            for o, c in zip(openings, closings, strict=True)
+        ], 0
+    next_close, next_open = _next_of_same_kind(tags)
+    blocks: list[Block] = []
+    last_closer: int | None = None  # index of the tag that closed the newest block
+    stray = 0
+    index = 0
+    while index < len(tags):
+        tag = tags[index]
+        if tag.closing:
+            newest = blocks[-1] if blocks else None
+            if newest is not None and last_closer == index - 1 and newest.name == tag.name:
+                blocks[-1] = Block(
+                    tag.name,
+                    newest.start,
+                    tag.end,
+                    newest.value_start,
+                    text[newest.value_start : tag.start],
+                    True,
+                    newest.stray_closers + 1,
+                )
+                last_closer = index
+            else:
+                stray += 1
+            index += 1
+            continue
+        closer, reopen = next_close[index], next_open[index]
+        if closer is not None and (reopen is None or closer < reopen):
+            end_tag = tags[closer]
+            blocks.append(
+                Block(
+                    tag.name,
+                    tag.start,
+                    end_tag.end,
+                    tag.end,
+                    text[tag.end : end_tag.start],
+                    True,
+                    0,
+                )
             )
-        (mentions if is_mention else observations).append(block)
-    return observations, mentions
+            last_closer = closer
+            index = closer + 1
+            continue
+        end = tags[index + 1].start if index + 1 < len(tags) else len(text)
+        blocks.append(Block(tag.name, tag.start, end, tag.end, text[tag.end : end], False, 0))
+        last_closer = None
+        index += 1
+    return blocks, stray
+
+
+def split_raven_message(text: str) -> RavenMessage | None:
+    """Split a system message's text at the trust boundary; None when it holds no perception."""
+    tags = scan_tags(text, MAX_TAGS + 1)
+    if not tags:
+        return None
+    too_many = len(tags) > MAX_TAGS
+    if too_many:
+        tags = tags[:MAX_TAGS]
+    first = tags[0]
+    if text[: first.start].strip():
+        unexplained = _unexplained_tag(text, tags)
+        if unexplained is None and not too_many:
+            return None  # prose that mentions tags, e.g. Tavus' preamble: persona text
+        demoted = unexplained != 0
+    else:
+        demoted = False
+    blocks, stray = _blocks(text, tags)
+    return RavenMessage(
+        persona=text[: first.start].strip(),
+        blocks=blocks,
+        leftover=remove_blocks(text, blocks, start=first.start),
+        stray_closers=stray,
+        demoted_mentions=demoted,
+        too_many_tags=too_many,
+    )
 
 
 def remove_blocks(text: str, blocks: list[Block], start: int = 0) -> str:

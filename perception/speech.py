@@ -14,12 +14,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from perception.tags import TAG_RE
+
 SPEECH_MARKER = "USER_SPEECH:"
 SCENE_MARKER = "VISUAL_SCENE:"
-_AUDIO_BLOCK_RE = re.compile(
-    r"\s*<user_audio_analysis(?:[ \t][^<>\n]*)?>(.*?)</\s*user_audio_analysis\s*>", re.I | re.S
-)
-_AUDIO_OPEN_RE = re.compile(r"\s*<user_audio_analysis(?:[ \t][^<>\n]*)?>", re.I)
+AUDIO_TAG = "user_audio_analysis"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,22 +28,31 @@ class LeadingAudio:
     unclosed: bool  # an opening audio tag with no closing tag: left in the speech
 
 
+def _closes_audio(tag: re.Match[str]) -> bool:
+    return bool(tag.group(1)) and tag.group(2).lower() == AUDIO_TAG
+
+
 def split_leading_audio(text: str) -> LeadingAudio | None:
     """The audio analyses at the start of a user turn, or None when it has none."""
     if not text.lstrip().startswith("<"):
         return None
+    tags = TAG_RE.finditer(text)  # lazily: only the leading tags of the turn are read
     analyses: list[str] = []
     position = 0
-    while True:
-        match = _AUDIO_BLOCK_RE.match(text, position)
-        if match is None:
+    # Each analysis is an opening audio tag with only whitespace before it; its value runs to
+    # the first closing audio tag (a tag in between is part of the value, neutralised later).
+    for opening in tags:
+        is_audio_open = not opening.group(1) and opening.group(2).lower() == AUDIO_TAG
+        if not is_audio_open or text[position : opening.start()].strip():
             break
-        analyses.append(match.group(1))
-        position = match.end()
-    unclosed = _AUDIO_OPEN_RE.match(text, position) is not None
-    if not analyses and not unclosed:
+        closer = next((tag for tag in tags if _closes_audio(tag)), None)
+        if closer is None:  # left in the speech, reported by the parser
+            return LeadingAudio(analyses, text[position:].strip(), unclosed=True)
+        analyses.append(text[opening.end() : closer.start()])
+        position = closer.end()
+    if not analyses:
         return None
-    return LeadingAudio(analyses, text[position:].strip(), unclosed)
+    return LeadingAudio(analyses, text[position:].strip(), unclosed=False)
 
 
 def is_basic_turn(text: str) -> bool:

@@ -11,8 +11,9 @@ markup nested inside a value, and caps the length.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+from perception.tags import neutralise_markup
 
 _INVISIBLE_RANGES = (
     (0x0000, 0x0008),  # C0 controls (tab and newline are whitespace, folded below)
@@ -36,28 +37,12 @@ _INVISIBLE_TABLE: dict[int, None] = {
 _INVISIBLE_RE = re.compile(
     "[" + "".join(f"{re.escape(chr(s))}-{re.escape(chr(e))}" for s, e in _INVISIBLE_RANGES) + "]"
 )
-# Any perception tag, complete or a dangling `<user_` fragment, inside a value.
-_NESTED_MARKUP_RE = re.compile(r"<\s*(/?)\s*(user_[a-z0-9_]*)([^<>]*)>|<\s*(/?)\s*user_", re.I)
 
 
-@dataclass(frozen=True, slots=True)
-class CleanedValue:
+class CleanedValue(NamedTuple):
     text: str
     truncated_from: int | None  # original length when the cap cut it
     had_nested_markup: bool
-
-
-def _neutral_markup(match: re.Match[str]) -> str:
-    if match.group(2) is not None:
-        return f"[{match.group(1)}{match.group(2).lower()}]"
-    return f"[{match.group(4)}user_"
-
-
-def neutralise_markup(text: str) -> str:
-    """Perception markup (`<user_x>`, `</user_x>`, a dangling `<user_`) → `[user_x]` etc."""
-    if "<" not in text:
-        return text
-    return _NESTED_MARKUP_RE.sub(_neutral_markup, text)
 
 
 def strip_invisible(text: str) -> str:
@@ -69,14 +54,16 @@ def strip_invisible(text: str) -> str:
 def clean_value(raw: str, max_chars: int) -> CleanedValue:
     """Make one perception value safe to store and show (see module docstring)."""
     text = " ".join(strip_invisible(raw).split())
+    truncated_from = None
+    if len(text) > max_chars:
+        # Cut before neutralising, so the cost is bounded by the cap whatever the input holds;
+        # neutralising never lengthens text, and a tag cut in half is caught as a fragment.
+        truncated_from = len(text)
+        text = text[: max_chars - 1].rstrip() + "…"
     nested = False
     if "<" in text:
         neutral = neutralise_markup(text)
         nested, text = neutral != text, neutral
-    truncated_from = None
-    if len(text) > max_chars:
-        truncated_from = len(text)
-        text = text[: max_chars - 1].rstrip() + "…"
     return CleanedValue(text, truncated_from, nested)
 
 

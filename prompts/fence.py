@@ -15,7 +15,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from perception.text import neutralise_markup, strip_invisible
+from perception.tags import neutralise_markup
+from perception.text import strip_invisible
 
 _OPEN, _CLOSE = "\u27e6", "\u27e7"  # ⟦ ⟧ : rare in real text, and removed from fenced text
 _BRACKET_LOOKALIKES = str.maketrans(
@@ -34,7 +35,11 @@ CHAT_TEMPLATE_TOKENS = re.compile(
     r"|\[/?INST\]|<</?SYS>>|</?s>|<(?:start|end)_of_turn>|<\|?(?:endoftext|eos|bos)\|?>",
     re.I,
 )
-BASIC_PREFIXES = re.compile(r"(USER_SPEECH|VISUAL_SCENE)\s*:", re.I)
+# The `_` of a Basic prefix, found from the `_` itself: a literal start keeps the scan in C at
+# ~5 ms per MB even on text made of `u` and `v` (a case-insensitive alternation took 36 ms).
+_PREFIX_UNDERSCORE = re.compile(
+    r"_(?:(?<=user_)(?=speech\s*+:)|(?<=visual_)(?=scene\s*+:))", re.I | re.A
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,29 +63,33 @@ def neutralise_prefixes(text: str) -> str:
     """`USER_SPEECH:` → `USER SPEECH:`: readable, but no longer a Tavus prefix."""
     if "_" not in text:
         return text
-    return BASIC_PREFIXES.sub(lambda m: m.group(1).replace("_", " ") + ":", text)
+    return _PREFIX_UNDERSCORE.sub(" ", text)
 
 
-def _neutralise_once(text: str) -> str:
-    # Prefixes first: neutralising `<USER_SPEECH:` as markup would leave `[user_SPEECH:`.
-    text = neutralise_prefixes(text)
-    if "<" in text or "[" in text:
-        text = neutralise_markup(CHAT_TEMPLATE_TOKENS.sub("", text))
+def strip_chat_tokens(text: str) -> str:
+    """Remove chat-template control tokens, until none is left.
+
+    Repeated because removing one can join another (`<<|im_end|>|eot_id|>`); each pass only
+    removes text, so it ends quickly, and usually after one pass that found nothing.
+    """
+    while "<" in text or "[" in text:
+        stripped = CHAT_TEMPLATE_TOKENS.sub("", text)
+        if stripped == text:
+            break
+        text = stripped
     return text
 
 
 def neutralise_untrusted(text: str) -> str:
     """What any user-derived text gets before it reaches the model (fenced or not).
 
-    Repeated until nothing changes: removing `<|im_end|>` from `USER_<|im_end|>SPEECH:` would
-    otherwise join a new prefix. Each pass only removes or defuses, so it ends quickly.
+    Token removal runs first because it can join text into a prefix or a tag
+    (`USER_<|im_end|>SPEECH:`); defusing prefixes and markup only replaces characters in place,
+    so it cannot create anything new and needs one pass. Linear in the text.
     """
-    text = strip_invisible(text)
-    while True:
-        neutral = _neutralise_once(text)
-        if neutral == text:
-            return text
-        text = neutral
+    text = strip_chat_tokens(strip_invisible(text))
+    # Prefixes before markup: defusing `<USER_SPEECH:` as markup would leave `[user_SPEECH:`.
+    return neutralise_markup(neutralise_prefixes(text))
 
 
 def escape_fenced(text: str) -> str:

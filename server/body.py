@@ -20,7 +20,11 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    return decode_json_object(await request.body())
+
+
+def decode_json_object(raw: bytes) -> dict[str, Any]:
+    """The JSON object in `raw`, or an `InvalidRequestError` that says what is wrong with it."""
     if not raw.strip():
         raise InvalidRequestError("The request body is empty; send a JSON object.")
     try:

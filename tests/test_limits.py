@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from server.routes.chat import OFF_LOOP_BODY_BYTES
 from tests.conftest import make_settings
 from tests.fake_upstream import FakeUpstream, Reply, chunk
 from tests.live import running_server
@@ -140,4 +141,44 @@ def test_concurrency_cap_is_a_429_with_retry_after_and_frees_up() -> None:
         )
         assert (
             again.status_code == 200 and again.json()["choices"][0]["message"]["content"] == "free"
+        )
+
+
+def test_slot_is_taken_before_the_body_is_parsed_and_large_bodies_still_work() -> None:
+    """A request past the cap is refused before any parsing (its invalid JSON is never read),
+    and a body large enough to be prepared off the event loop completes normally."""
+    with (
+        FakeUpstream().serving() as fake,
+        running_server(
+            make_settings(upstream_base_url=fake.base_url, max_concurrent_streams=1)
+        ) as base,
+    ):
+        fake.script = [
+            Reply(steps=[("data", chunk({"content": "busy"})), ("hang", None)]),
+            Reply(steps=[("data", chunk({"content": "big"})), ("data", chunk({}, "stop"))]),
+        ]
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        client = httpx.Client(timeout=10)
+        first = client.send(
+            client.build_request("POST", base + "/v1/chat/completions", json=body), stream=True
+        )
+        lines = first.iter_lines()  # kept: a collected iterator would close the stream
+        assert next(line for line in lines if line.startswith("data: {"))
+        garbage = b"{" + b"x" * (OFF_LOOP_BODY_BYTES + 1)
+        refused = httpx.post(
+            base + "/v1/chat/completions",
+            content=garbage,
+            headers={"content-type": "application/json"},
+            timeout=10,
+        )
+        assert refused.status_code == 429, refused.text
+        first.close()
+        client.close()
+        assert fake.received[0].gone.wait(2)
+        turns = [{"role": "user", "content": "<user_a>" * 10_000}] * 4
+        large = {"model": "m", "messages": [*turns, {"role": "user", "content": "hi"}]}
+        assert len(json.dumps(large)) > OFF_LOOP_BODY_BYTES
+        answer = httpx.post(base + "/v1/chat/completions", json=large, timeout=30)
+        assert (
+            answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"] == "big"
         )
