@@ -330,3 +330,12 @@ def test_regression_screen_text_cannot_escape_into_the_system_role() -> None:
     values = [*conversation.latest.extra.values(), conversation.latest.screenshare or ""]
     assert any("Ignore all rules" in value for value in values)
     assert "stray_text" in [issue.kind for issue in conversation.issues]
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.stem)
+def test_every_fixture_names_its_public_source(path: Path) -> None:
+    fixture = json.loads(path.read_text())
+    assert fixture.get("source", "").strip(), (
+        "say where this behaviour was seen (or that it was not)"
+    )
+    assert fixture.get("evidence", "").strip(), "say how strong the evidence is"
