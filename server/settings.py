@@ -11,7 +11,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from perception import Conversation, parse_messages
@@ -85,7 +85,28 @@ class Settings(BaseSettings):
         ),
     )
     idle_timeout_seconds: float = Field(
-        10.0, gt=0, description="Longest gap allowed between upstream chunks after the first."
+        10.0,
+        gt=0,
+        description=(
+            "Longest gap allowed between upstream chunks after the first (comments and blank "
+            "lines do not count as progress)."
+        ),
+    )
+    total_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "Longest a whole reply may take, however steadily the upstream trickles; the reply "
+            "ends with an error event after it (a spoken turn is seconds long)."
+        ),
+    )
+    send_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Longest one write to a client may block: a client that stops reading is "
+            "disconnected after it, freeing its slot and upstream connection."
+        ),
     )
     fallback_text: str = Field(
         "Sorry, I lost my train of thought for a second. Could you say that again?",
@@ -169,6 +190,20 @@ class Settings(BaseSettings):
             " its line before the first byte, inside time to first token."
         ),
     )
+
+    @field_validator("api_key", "upstream_api_key")
+    @classmethod
+    def _key_is_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # `PERCEPTION_LLM_API_KEY=` must not count as "a key is set": an empty Bearer would pass.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty or blank; unset it to run without a key")
+        return value
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for redaction from anything relayed or logged."""
+        values = [key.get_secret_value() for key in (self.api_key, self.upstream_api_key) if key]
+        values.extend(self.upstream_headers.values())
+        return [value for value in values if len(value) >= 4]
 
     def parse(self, messages: Any) -> Conversation:
         """`perception.parse_messages` with this configuration's field cap."""

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-DONE = b"data: [DONE]\n\n"
-KEEPALIVE = b": keep-alive\n\n"
+DONE_FRAME = b"data: [DONE]\n\n"
 
 # json.dumps(ensure_ascii=False) leaves these raw; some SSE/line decoders (anything built on
 # str.splitlines) treat them as line breaks, which would split a data line in two.

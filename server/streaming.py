@@ -21,7 +21,7 @@ from server.control import ShutdownError, SupersededError
 from server.errors import APIError
 from server.request_log import CompletionRecord
 from server.responders import ResponseEvent
-from server.sse import DONE, compact_json, data_event
+from server.sse import DONE_FRAME, compact_json, data_event
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ async def stream_chunks(
             body = APIError("The server had an error while streaming.").body()
             yield data_event(compact_json(body))
         before_done()
-        yield DONE
+        yield DONE_FRAME
     except BaseException as error:
         record.outcome = _outcome(error)
         raise

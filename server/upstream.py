@@ -2,49 +2,83 @@
 
 Transport: one pooled `aiohttp.ClientSession` per app (created in the lifespan, closed on
 shutdown); we retry once ourselves, only before the first token and within its deadline.
-Why not the `openai` SDK's `AsyncOpenAI` here (issue 5 allows leaving it when it stands between
-us and the latency target, if measured): through `with_streaming_response.create` our added
+Why not the `openai` SDK's `AsyncOpenAI` here: through `with_streaming_response.create` our added
 time to first token was 1.56 ms at p50 (its type-driven transform of `messages` alone ~1 ms
-under the profiler); httpx2 driven directly still spent ~0.37-0.43 ms per streaming round trip
-to a loopback upstream, aiohttp 0.18 ms (benchmarks/relay_latency.py and the commit message).
-Raw SSE lines are relayed (`upstream_sse.py`), one `json.loads` per chunk. Every wait runs under
-`RequestControl.wait`, so deadlines, a newer request for the same conversation, or the client
-leaving (which cancels the task) stop the upstream request at once and close its connection.
+under the profiler); httpx driven directly still spent ~0.37-0.43 ms per streaming round trip
+to a loopback upstream, aiohttp 0.18 ms (benchmarks/relay_latency.py).
+Bytes go through one SSE decoder (`sse_decoder.py`) and one chunk reader (`upstream_chunks.py`).
+Every wait runs under `RequestControl.wait`, so deadlines, a newer request for the same
+conversation, or the client leaving (which cancels the task) stop the upstream request at once
+and close its connection. What an upstream says is redacted of our secrets before it is relayed
+or logged; redirects are never followed (they would carry our key and the conversation away).
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
 
-from server.control import RequestControl, SupersededError
+from server.control import RequestControl, ShutdownError, SupersededError
 from server.errors import APIError, UpstreamError, UpstreamTimeoutError
+from server.redaction import Redactor
 from server.responders import CompletionJob, ResponseEvent
 from server.settings import Settings
-from server.upstream_sse import DONE, MalformedChunkError, chunk_events, data_payload
+from server.sse_decoder import DONE, OversizedEventError, SSEDecoder, SSEEvent
+from server.upstream_chunks import (
+    MalformedChunkError,
+    UpstreamErrorEvent,
+    chunk_events,
+    is_speakable,
+)
 
 logger = logging.getLogger(__name__)
 
 # Body fields we set ourselves or that are our own knobs; everything else is forwarded verbatim.
 NOT_FORWARDED = frozenset({"model", "messages", "stream", "stream_options", "n", "prompt"})
-
-
-MAX_LINE_BYTES = 8 * 1024 * 1024  # one SSE line; a bigger one is garbage, not a chunk
+# After `finish_reason`, how long to wait for the usage chunk that OpenAI sends next (only when
+# usage was asked for); an upstream that holds the connection open must not hold the reply.
+USAGE_WAIT_SECONDS = 0.25
+# After `[DONE]`, the rest of the body (the chunked terminator) is read in the background, so
+# the connection goes back to the pool without delaying the reply's end.
+DRAIN_SECONDS = 1.0
 
 
 class UpstreamStatusError(Exception):
-    """The upstream answered with an HTTP error status."""
+    """The upstream answered with an HTTP error (or redirect) status."""
 
-    def __init__(self, status_code: int, body: Any) -> None:
+    def __init__(self, status_code: int, body: Any, retry_after: float | None = None) -> None:
         super().__init__(f"upstream status {status_code}")
         self.status_code = status_code
         self.body = body
+        self.retry_after = retry_after
+
+
+class UpstreamEmptyReplyError(UpstreamError):
+    """The upstream finished without a word or a tool call."""
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """`Retry-After` as seconds from now (delta-seconds or an HTTP date); None when absent."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _error_detail(body: Any) -> dict[str, Any]:
@@ -55,13 +89,18 @@ def _error_detail(body: Any) -> dict[str, Any]:
     return {}
 
 
-def client_error(error: BaseException, settings: Settings) -> APIError:
-    """What the client sees for an upstream failure (never the upstream's key)."""
+def client_error(error: BaseException, settings: Settings, redactor: Redactor) -> APIError:
+    """What the client sees for an upstream failure (never one of our secrets)."""
     if isinstance(error, APIError):
         return error
     if isinstance(error, UpstreamStatusError):
+        if 300 <= error.status_code < 400:
+            return UpstreamError(
+                f"upstream answered with a redirect (HTTP {error.status_code}); redirects are "
+                "not followed: set PERCEPTION_LLM_UPSTREAM_BASE_URL to the final URL"
+            )
         detail = _error_detail(error.body)
-        message = str(detail.get("message") or f"HTTP {error.status_code}")
+        message = redactor.redact(str(detail.get("message") or f"HTTP {error.status_code}"))[:500]
         if 400 <= error.status_code < 500:
             mapped = APIError(
                 f"upstream rejected the request: {message}",
@@ -81,21 +120,6 @@ def client_error(error: BaseException, settings: Settings) -> APIError:
     return UpstreamError(f"connection to the upstream model failed ({type(error).__name__})")
 
 
-async def sse_lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
-    """The response body as lines, split as bytes arrive (no 64 KiB line limit, unlike
-    aiohttp's own line iterator: one tool-call chunk can be larger)."""
-    buffer = b""
-    async for data in response.content.iter_any():
-        buffer += data
-        while (newline := buffer.find(b"\n")) != -1:
-            line, buffer = buffer[:newline], buffer[newline + 1 :]
-            yield line.rstrip(b"\r").decode("utf-8", "replace")
-        if len(buffer) > MAX_LINE_BYTES:
-            raise UpstreamError("upstream sent an oversized line")
-    if buffer:
-        yield buffer.rstrip(b"\r").decode("utf-8", "replace")
-
-
 def error_kind(error: BaseException) -> str:
     """A short label for metrics: status_5xx, timeout, connect, malformed, ..."""
     if isinstance(error, UpstreamStatusError):
@@ -106,53 +130,67 @@ def error_kind(error: BaseException) -> str:
         return "connect"
     if isinstance(error, MalformedChunkError):
         return "malformed"
-    if isinstance(error, UpstreamError) and error.message.startswith("upstream error:"):
+    if isinstance(error, UpstreamErrorEvent):
         return "error_event"
+    if isinstance(error, UpstreamEmptyReplyError):
+        return "empty_reply"
     return "connection"
 
 
 def _retryable(error: BaseException) -> bool:
-    if isinstance(error, SupersededError):
+    if isinstance(error, SupersededError | UpstreamEmptyReplyError):
         return False
     if isinstance(error, UpstreamStatusError):
         return error.status_code >= 500 or error.status_code in (408, 409, 429)
     return isinstance(error, aiohttp.ClientError | UpstreamError)
 
 
-class _Lines:
-    """The upstream's lines, read under the request's deadlines."""
+class _Events:
+    """The upstream's events, read under the request's deadlines without holding the loop.
 
-    def __init__(self, lines: AsyncIterator[str], control: RequestControl) -> None:
-        self.lines = lines
+    aiohttp hands back data that is already buffered without suspending, so a fast upstream could
+    keep this task running forever: a cancellation (the client left) or a deadline would never
+    land. Every network read is therefore followed by `asyncio.sleep(0)`, and deadlines are
+    checked explicitly between reads; comments and blank lines never count as progress.
+    """
+
+    def __init__(self, response: aiohttp.ClientResponse, control: RequestControl) -> None:
+        self.response = response
         self.control = control
-        self.done = False
+        self.decoder = SSEDecoder()
+        self.pending: deque[SSEEvent] = deque()
+        self.done = False  # `[DONE]` seen
+        self.eof = False  # the body ended
+
+    async def _read(self, deadline: float) -> None:
+        if asyncio.get_running_loop().time() >= deadline:
+            raise TimeoutError
+        data = await self.control.wait(self.response.content.readany(), deadline)
+        try:
+            if data:
+                self.pending.extend(self.decoder.feed(data))
+            else:
+                self.eof = True
+                self.pending.extend(self.decoder.flush())
+        except OversizedEventError as error:
+            raise UpstreamError(f"upstream sent an oversized event ({error})") from None
+        await asyncio.sleep(0)
 
     async def next_events(self, deadline: float) -> list[ResponseEvent] | None:
-        """The next non-empty batch of events; None at the end of the stream."""
+        """The next non-empty batch of events; None at `[DONE]` or the end of the body."""
         while not self.done:
-            try:
-                line = await self.control.wait(anext(self.lines), deadline)
-            except StopAsyncIteration:
+            while self.pending:
+                payload = self.pending.popleft().data
+                if payload == DONE:
+                    self.done = True
+                    return None
+                events = chunk_events(payload)
+                if events:
+                    return events
+            if self.eof:
                 return None
-            payload = data_payload(line)
-            if payload is None:
-                continue
-            if payload == DONE:
-                self.done = True
-                return None
-            events = chunk_events(payload)
-            if events:
-                return events
+            await self._read(deadline)
         return None
-
-    async def drain(self, deadline: float) -> None:
-        """Read what follows `[DONE]` (the chunked terminator), so the connection goes back to
-        the pool instead of being closed half-read. Best effort: any trouble just closes it."""
-        try:
-            while True:
-                await self.control.wait(anext(self.lines), deadline)
-        except (StopAsyncIteration, Exception):
-            return
 
 
 class UpstreamResponder:
@@ -165,6 +203,7 @@ class UpstreamResponder:
         `on_error` is told the kind of every upstream failure (for metrics)."""
         self.settings = settings
         self.on_error = on_error
+        self.redactor = Redactor(settings.secrets())
         base = str(settings.upstream_base_url).rstrip("/")
         self.url = base + "/chat/completions"
         key = settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else None
@@ -183,28 +222,34 @@ class UpstreamResponder:
                 sock_read=settings.idle_timeout_seconds + 1,  # our own idle deadline fires first
             ),
         )
+        self._draining: set[asyncio.Task[None]] = set()
 
     async def aclose(self) -> None:
+        for task in self._draining:
+            task.cancel()
+        await asyncio.gather(*self._draining, return_exceptions=True)
         await self.session.close()
 
     async def _send(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
-        """POST the request; an HTTP error status raises `UpstreamStatusError`."""
+        """POST the request; an error or redirect status raises `UpstreamStatusError`."""
         response = await self.session.post(
             self.url,
             data=json.dumps(body),
             headers=self.headers,
             params=self.settings.upstream_query or None,
+            allow_redirects=False,
         )
-        if response.status >= 400:
+        if response.status >= 300:
             try:
-                raw = await response.read()
+                raw = await response.content.read(64 * 1024)
                 try:
                     error_body: Any = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):
                     error_body = {"message": raw[:200].decode("utf-8", "replace")}
             finally:
-                response.release()
-            raise UpstreamStatusError(response.status, error_body)
+                response.close()
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            raise UpstreamStatusError(response.status, error_body, retry_after)
         return response
 
     def model_for(self, job: CompletionJob) -> str:
@@ -216,13 +261,54 @@ class UpstreamResponder:
     def request_body(self, job: CompletionJob) -> dict[str, Any]:
         body = {k: v for k, v in job.body.items() if k not in NOT_FORWARDED}
         body.update(model=self.model_for(job), messages=job.prompt_messages, stream=True)
-        if job.request.include_usage or not job.request.stream:
+        if self.wants_usage(job):
             body["stream_options"] = {"include_usage": True}
         return body
 
+    @staticmethod
+    def wants_usage(job: CompletionJob) -> bool:
+        return job.request.include_usage or not job.request.stream
+
+    def _release_later(self, response: aiohttp.ClientResponse) -> None:
+        """Read the rest of the body in the background, then hand the connection back."""
+
+        async def drain() -> None:
+            try:
+                async with asyncio.timeout(DRAIN_SECONDS):
+                    async for _ in response.content.iter_any():
+                        await asyncio.sleep(0)  # a flood after [DONE] must not hold the loop
+                response.release()
+            except BaseException:
+                response.close()
+                raise
+
+        task = asyncio.ensure_future(drain())
+        self._draining.add(task)
+        task.add_done_callback(self._drained)
+
+    def _drained(self, task: asyncio.Task[None]) -> None:
+        self._draining.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed drain only closed a connection
+
+    async def _first_speakable(self, events: _Events, deadline: float) -> list[ResponseEvent]:
+        """Events up to and including the first with text or a tool call."""
+        held: list[ResponseEvent] = []
+        while True:
+            batch = await events.next_events(deadline)
+            if batch is None:
+                if not events.done and not events.eof:
+                    raise UpstreamError("upstream stream ended before any token")
+                raise UpstreamEmptyReplyError("upstream finished without a word or a tool call")
+            held.extend(batch)
+            if any(is_speakable(event) for event in batch):
+                return held
+            if any(event.finish_reason for event in batch):
+                raise UpstreamEmptyReplyError("upstream finished without a word or a tool call")
+
     async def _open(
         self, stack: AsyncExitStack, job: CompletionJob, deadline: float
-    ) -> tuple[_Lines, list[ResponseEvent]]:
+    ) -> tuple[_Events, list[ResponseEvent]]:
         """Connect and read up to the first token, retrying once within the deadline."""
         loop = asyncio.get_running_loop()
         body = self.request_body(job)
@@ -230,56 +316,77 @@ class UpstreamResponder:
             attempt_stack = AsyncExitStack()
             try:
                 response = await job.control.wait(self._send(body), deadline)
-                attempt_stack.callback(response.close)  # a no-op once fully read and released
-                lines = _Lines(sse_lines(response), job.control)
-                first = await lines.next_events(deadline)
-                if first is None and not lines.done:
-                    raise UpstreamError("upstream stream ended before any token")
+                attempt_stack.callback(response.close)  # a no-op once released
+                events = _Events(response, job.control)
+                first = await self._first_speakable(events, deadline)
                 stack.push_async_exit(attempt_stack)
-                return lines, first or []
+                return events, first
             except BaseException as error:
                 await attempt_stack.aclose()
                 if not isinstance(error, SupersededError | asyncio.CancelledError):
                     self.on_error(error_kind(error))
-                if attempt == 2 or not _retryable(error) or loop.time() >= deadline:
+                if attempt == 2 or not _retryable(error):
+                    raise
+                wait = error.retry_after if isinstance(error, UpstreamStatusError) else None
+                if wait is not None and loop.time() + wait >= deadline:
+                    raise  # honouring Retry-After would miss the first-token deadline
+                if loop.time() >= deadline:
                     raise
                 logger.warning("upstream attempt failed (%s); retrying once", type(error).__name__)
+                if wait:
+                    await job.control.wait(asyncio.sleep(wait), deadline)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def stream(self, job: CompletionJob) -> AsyncIterator[ResponseEvent]:
         loop = asyncio.get_running_loop()
         idle = self.settings.idle_timeout_seconds
+        total_deadline = loop.time() + self.settings.total_timeout_seconds
         async with AsyncExitStack() as stack:
             try:
-                lines, first = await self._open(
-                    stack, job, loop.time() + self.settings.first_token_timeout_seconds
+                events, first = await self._open(
+                    stack,
+                    job,
+                    min(loop.time() + self.settings.first_token_timeout_seconds, total_deadline),
                 )
             except (Exception, TimeoutError) as error:
-                raise client_error(error, self.settings) from None
+                raise client_error(error, self.settings, self.redactor) from None
             finished = any(event.finish_reason for event in first)
             for event in first:
                 yield event
-            while True:
+            while not (finished and not self.wants_usage(job)):
+                now = loop.time()
+                deadline = min(now + (USAGE_WAIT_SECONDS if finished else idle), total_deadline)
                 try:
-                    events = await lines.next_events(loop.time() + idle)
+                    batch = await events.next_events(deadline)
                 except TimeoutError:
+                    if finished:
+                        break  # the usage chunk never came: the reply itself is complete
+                    if loop.time() >= total_deadline:
+                        self.on_error("total_timeout")
+                        raise UpstreamTimeoutError(
+                            "upstream reply took longer than "
+                            f"{self.settings.total_timeout_seconds:g}s"
+                        ) from None
                     self.on_error("idle_timeout")
                     raise UpstreamTimeoutError(f"upstream went quiet for {idle:g}s") from None
-                except SupersededError:
+                except (SupersededError, ShutdownError):
                     raise
                 except APIError as error:
                     self.on_error(error_kind(error))
-                    raise
+                    raise UpstreamError(self.redactor.redact(error.message)) from None
                 except Exception as error:
                     self.on_error("connection_lost")
                     raise UpstreamError(
                         f"connection to the upstream model was lost ({type(error).__name__})"
                     ) from None
-                if events is None:
-                    if not (lines.done or finished):
+                if batch is None:
+                    if not (events.done or finished):
                         raise UpstreamError("upstream stream ended before it finished")
-                    await lines.drain(loop.time() + 1.0)
-                    return
-                for event in events:
+                    break
+                for event in batch:
+                    if finished and event.usage is None:
+                        continue  # nothing after the finish chunk but usage is relayed
                     finished = finished or event.finish_reason is not None
                     yield event
+            self._release_later(events.response)
+            stack.pop_all()

@@ -25,9 +25,11 @@ class Reply:
     status: int = 200
     steps: list[tuple[str, Any]] = field(
         default_factory=list
-    )  # ("data", obj|str), ("wait", s), ("raw", bytes), ("drop", None), ("hang", None)
-    error: dict[str, Any] | None = None  # body for status >= 400
+    )  # ("data", obj|str), ("wait", s), ("raw", bytes), ("drop", None), ("hang", None),
+    # ("flood", bytes): the same bytes again and again, as fast as read, until the client leaves
+    error: dict[str, Any] | None = None  # body for status >= 300
     done: bool = True  # send data: [DONE] at the end
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers
 
 
 @dataclass
@@ -40,6 +42,8 @@ class Received:
     connection: int  # which TCP connection carried it (to see pooling)
     gone: threading.Event = field(default_factory=threading.Event)
     gone_at: float | None = None  # time.monotonic() when the client closed the connection
+    arrived_at: float = field(default_factory=time.monotonic)
+    flooded_bytes: int = 0  # bytes a ("flood", …) step sent before the client went away
 
 
 def chunk(
@@ -142,9 +146,13 @@ class FakeUpstream:
                 pass
         except ConnectionError:
             pass
-        request.gone_at = time.monotonic()
-        self._open.discard(request.connection)  # the peer closed it, whatever we do next
-        request.gone.set()
+        self._mark_gone(request)
+
+    def _mark_gone(self, request: Received) -> None:
+        if not request.gone.is_set():
+            request.gone_at = time.monotonic()
+            self._open.discard(request.connection)  # the peer closed it, whatever we do next
+            request.gone.set()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -173,12 +181,13 @@ class FakeUpstream:
         reply: Reply,
     ) -> bool:
         """Send `reply`; False when the connection must be closed afterwards."""
-        if reply.status >= 400:
+        if reply.status >= 300:
             body = json.dumps(
                 {"error": reply.error or {"message": "boom", "type": "server_error"}}
             ).encode()
+            extra = "".join(f"{name}: {value}\r\n" for name, value in reply.headers.items())
             writer.write(
-                f"HTTP/1.1 {reply.status} Error\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+                f"HTTP/1.1 {reply.status} Error\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n{extra}\r\n".encode()
                 + body
             )
             await writer.drain()
@@ -197,6 +206,15 @@ class FakeUpstream:
                     return False
                 elif kind == "drop":
                     writer.transport.abort()
+                    return False
+                elif kind == "flood":
+                    frame = f"{len(value):x}\r\n".encode() + value + b"\r\n"
+                    burst = frame * max(1, 65536 // len(frame))
+                    while not watcher.done():
+                        writer.write(burst)
+                        request.flooded_bytes += len(burst)
+                        await writer.drain()
+                        await asyncio.sleep(0)  # let the close watcher run
                     return False
                 else:
                     payload = (
@@ -217,6 +235,7 @@ class FakeUpstream:
             await writer.drain()
             return True
         except ConnectionError:
+            self._mark_gone(request)  # a failed write is the client leaving, too
             return False
         finally:
             watcher.cancel()

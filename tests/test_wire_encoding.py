@@ -7,7 +7,7 @@ import json
 import pytest
 
 from server.chunks import ChunkEncoder, new_completion_id
-from server.sse import DONE, KEEPALIVE, compact_json, data_event
+from server.sse import DONE_FRAME, compact_json, data_event
 
 
 @pytest.mark.parametrize(
@@ -41,9 +41,8 @@ def test_data_event_bytes(payload: str, expected: bytes) -> None:
     assert data_event(payload) == expected
 
 
-def test_terminal_and_keepalive_frames() -> None:
-    assert DONE == b"data: [DONE]\n\n"
-    assert KEEPALIVE.startswith(b":") and KEEPALIVE.endswith(b"\n\n")
+def test_terminal_frame() -> None:
+    assert DONE_FRAME == b"data: [DONE]\n\n"
 
 
 def test_chunk_envelope_is_exact() -> None:

@@ -3,6 +3,7 @@ whatever `base_url` a persona has)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -34,6 +36,7 @@ from server.streaming import collect_completion, prefetched, stream_chunks, with
 
 # Auth is called directly, not as a dependency: FastAPI's dependency solving cost ~0.1 ms of
 # time to first token on this route (benchmarks/relay_latency.py); the other routes keep it.
+logger = logging.getLogger(__name__)
 router = APIRouter()
 
 REQUEST_BODY_SCHEMA: dict[str, Any] = {
@@ -55,7 +58,13 @@ class CompletionStream(EventSourceResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            # The client stopped reading: drop it (uvicorn closes a response left unfinished).
+            logger.warning("client stopped reading for %ss; closing its stream", self.send_timeout)
         finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()  # stops the upstream read at once, however the send ended
             self.on_close()
 
 
@@ -176,6 +185,7 @@ async def chat_completions(request: Request) -> Response:
         sep="\n",
         ping=settings.keepalive_seconds,
         ping_message_factory=_keepalive,
+        send_timeout=settings.send_timeout_seconds,
     )
     return response
 

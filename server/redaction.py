@@ -1,0 +1,40 @@
+"""Removing configured secrets from text that leaves the process (client errors, log lines).
+
+An upstream may echo the key it was sent inside its error message ("Incorrect API key provided:
+sk-…"). Anything we relay or log passes through `Redactor.redact`; a logging filter applies it
+to every record as a second line of defence. Secrets shorter than four characters are not
+redacted (they would blank out ordinary words); a real key is far longer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+REDACTED = "[redacted]"
+
+
+class Redactor:
+    def __init__(self, secrets: list[str]) -> None:
+        ordered = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def redact(self, text: str) -> str:
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(REDACTED, text)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts secrets from a record's formatted message (and its arguments) before output."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self.redactor.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
