@@ -29,10 +29,34 @@ _BRACKET_LOOKALIKES = str.maketrans(
         "\u27e9": ">",  # ⟩
     }
 )
-# Special tokens of common chat templates (ChatML, Llama 2/3, Gemma, Mistral, Phi, Falcon...).
+# Compatibility forms of the characters our markers and chat tokens are made of (what NFKC would
+# fold: fullwidth and small forms), folded first so a fullwidth `</user_screenshare>`, a small-form
+# `<user_x>`, a fullwidth `USER_SPEECH:` and DeepSeek's fullwidth-bar `<|User|>` meet the same
+# patterns as their ASCII spellings.
+_MARKUP_LOOKALIKES = str.maketrans(
+    {
+        "\uff1c": "<",  # FULLWIDTH LESS-THAN SIGN
+        "\ufe64": "<",  # SMALL LESS-THAN SIGN
+        "\uff1e": ">",  # FULLWIDTH GREATER-THAN SIGN
+        "\ufe65": ">",  # SMALL GREATER-THAN SIGN
+        "\uff0f": "/",  # FULLWIDTH SOLIDUS
+        "\uff3f": "_",  # FULLWIDTH LOW LINE
+        "\ufe4d": "_",  # DASHED LOW LINE
+        "\ufe4e": "_",  # CENTRELINE LOW LINE
+        "\ufe4f": "_",  # WAVY LOW LINE
+        "\uff1a": ":",  # FULLWIDTH COLON
+        "\ufe55": ":",  # SMALL COLON
+        "\uff5c": "|",  # FULLWIDTH VERTICAL LINE (DeepSeek's special tokens use it)
+        "\uff3b": "[",  # FULLWIDTH LEFT SQUARE BRACKET
+        "\uff3d": "]",  # FULLWIDTH RIGHT SQUARE BRACKET
+    }
+)
+# Special tokens of common chat templates: ChatML, Llama 2/3, Gemma, Phi, Falcon, DeepSeek
+# (`<|end▁of▁sentence|>` once its fullwidth bars are folded) and Mistral's bracketed words.
 CHAT_TEMPLATE_TOKENS = re.compile(
-    r"<\|[A-Za-z0-9_ .:/-]{1,40}\|>"  # <|im_start|>, <|eot_id|>, <|start_header_id|> ...
-    r"|\[/?INST\]|<</?SYS>>|</?s>|<(?:start|end)_of_turn>|<\|?(?:endoftext|eos|bos)\|?>",
+    r"<\|[A-Za-z0-9_ .:/\u2581-]{1,40}\|>"  # <|im_start|>, <|eot_id|>, <|end▁of▁sentence|> ...
+    r"|\[/?(?:INST|SYSTEM_PROMPT|TOOL_RESULTS|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_CONTENT|IMG)\]"
+    r"|<</?SYS>>|</?s>|<(?:start|end)_of_turn>|<\|?(?:endoftext|eos|bos)\|?>",
     re.I,
 )
 # The `_` of a Basic prefix, found from the `_` itself: a literal start keeps the scan in C at
@@ -87,7 +111,7 @@ def neutralise_untrusted(text: str) -> str:
     (`USER_<|im_end|>SPEECH:`); defusing prefixes and markup only replaces characters in place,
     so it cannot create anything new and needs one pass. Linear in the text.
     """
-    text = strip_chat_tokens(strip_invisible(text))
+    text = strip_chat_tokens(strip_invisible(text).translate(_MARKUP_LOOKALIKES))
     # Prefixes before markup: defusing `<USER_SPEECH:` as markup would leave `[user_SPEECH:`.
     return neutralise_markup(neutralise_prefixes(text))
 

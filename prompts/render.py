@@ -56,23 +56,35 @@ def _is_instruction(message: Any) -> bool:
     return isinstance(message, dict) and message.get("role") in INSTRUCTION_ROLES
 
 
+_UNTRUSTED_ROLES = ("user", "assistant", "tool", "function")
+_TEXT_KEYS = ("text", "refusal")  # the string fields of content parts that a model reads as text
+
+
+def _neutralised_part(part: Any) -> Any:
+    if not isinstance(part, dict):
+        return part
+    changed = {k: escape_fenced(part[k]) for k in _TEXT_KEYS if isinstance(part.get(k), str)}
+    return {**part, **changed} if changed else part
+
+
 def _neutralised_turn(message: Any) -> Any:
+    """User-derived text, neutralised wherever the model reads it as text: content strings, the
+    text of content parts, and the message `name`. Left byte-exact on purpose: assistant
+    `tool_calls` (their arguments must reach the tool unchanged), ids, and non-text parts
+    (an image URL or audio data would break if edited)."""
+    if not isinstance(message, dict) or message.get("role") not in _UNTRUSTED_ROLES:
+        return message
     # All non-instruction text gets the fence escaping: the speech shares its message with the
     # fence, and tool results (web pages, documents) are untrusted too.
-    if not isinstance(message, dict) or message.get("role") not in ("user", "assistant", "tool"):
-        return message
+    updates: dict[str, Any] = {}
     content = message.get("content")
     if isinstance(content, str):
-        return {**message, "content": escape_fenced(content)}
-    if isinstance(content, list):
-        parts = [
-            {**part, "text": escape_fenced(part["text"])}
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-            else part
-            for part in content
-        ]
-        return {**message, "content": parts}
-    return message
+        updates["content"] = escape_fenced(content)
+    elif isinstance(content, list):
+        updates["content"] = [_neutralised_part(part) for part in content]
+    if isinstance(message.get("name"), str):
+        updates["name"] = escape_fenced(message["name"])
+    return {**message, **updates} if updates else message
 
 
 def _with_block(turns: list[Any], block: str) -> list[Any]:

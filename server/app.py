@@ -62,7 +62,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for handler in handlers:
                 handler.removeFilter(redacting)
 
+    # With a key set, the schema and the docs pages would be readable without it (and the pages
+    # load Swagger from a CDN): they are served only by a keyless, loopback-only server.
+    docs = settings.api_key is None
     app = FastAPI(
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
         title="perception-llm",
         summary="OpenAI-compatible custom LLM for Tavus personas, with perception parsing.",
         version="0.1.0",

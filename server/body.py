@@ -8,19 +8,40 @@ an object, wrong types — becomes one OpenAI error body with a useful `param`.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from server.errors import InvalidRequestError, describe_validation_errors
+from server.errors import (
+    InvalidRequestError,
+    UnsupportedMediaTypeError,
+    describe_validation_errors,
+)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:
+    require_json_content_type(request)
     return decode_json_object(await request.body())
+
+
+def require_json_content_type(request: Request) -> None:
+    """POST bodies must be declared JSON. A web page may POST `text/plain` to a loopback server
+    without a CORS preflight; insisting on `application/json` makes the browser ask first, so a
+    page the developer visits cannot spend the upstream key."""
+    declared = request.headers.get("content-type", "")
+    media = declared.split(";", 1)[0].strip().lower()
+    if media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        return
+    raise UnsupportedMediaTypeError(
+        f"Send the body as JSON with `Content-Type: application/json` (got {declared[:60]!r})."
+    )
 
 
 def decode_json_object(raw: bytes) -> dict[str, Any]:
@@ -28,7 +49,7 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise InvalidRequestError("The request body is empty; send a JSON object.")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except UnicodeDecodeError as error:
         raise InvalidRequestError(f"The request body is not valid UTF-8: {error.reason}.") from None
     except json.JSONDecodeError as error:
@@ -38,14 +59,34 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
         ) from None
     except RecursionError:
         raise InvalidRequestError("The JSON body is nested too deeply.") from None
+    except ValueError as error:  # a number past Python's 4,300-digit limit, NaN or Infinity
+        raise InvalidRequestError(
+            f"The JSON body holds a value we cannot accept: {error}"
+        ) from None
     if not isinstance(data, dict):
         raise InvalidRequestError(
             f"The request body must be a JSON object, not {type(data).__name__}."
         )
     if _SURROGATE_ESCAPE.search(raw):
-        repaired: dict[str, Any] = _without_lone_surrogates(data)
+        try:
+            repaired: dict[str, Any] = _without_lone_surrogates(data)
+        except RecursionError:
+            raise InvalidRequestError("The JSON body is nested too deeply.") from None
         return repaired
     return data
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):  # 1e999: would be forwarded as the bare token Infinity
+        raise ValueError(f"{text[:20]} is out of range for a JSON number")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    # JSON has no NaN or Infinity; Python accepts them, and forwarding them upstream as bare
+    # tokens would send invalid JSON.
+    raise ValueError(f"{name} is not valid JSON")
 
 
 # JSON may spell a lone UTF-16 surrogate ("\ud800"), which Python's parser accepts but which is

@@ -70,6 +70,11 @@ class PayloadTooLargeError(APIError):
     error_type = "invalid_request_error"
 
 
+class UnsupportedMediaTypeError(APIError):
+    status_code = 415
+    error_type = "invalid_request_error"
+
+
 class RateLimitError(APIError):
     status_code = 429
     error_type = "rate_limit_error"

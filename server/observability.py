@@ -27,6 +27,20 @@ CONVERSATION_ID: ContextVar[str] = ContextVar("conversation_id", default="-")
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
+LOG_VALUE_CHARS = 128
+
+
+def log_safe(value: str | None, limit: int = LOG_VALUE_CHARS) -> str:
+    """A request-derived value fit for one log line: control and other unprintable characters
+    escaped (a newline cannot forge a line), at most `limit` characters (a 60 KB id is cut)."""
+    if value is None:
+        return "-"
+    cut = value[:limit]
+    if not cut.isprintable():
+        cut = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in cut)
+    return cut + ("…" if len(value) > limit else "")
+
+
 def sanitise_id(value: str | None) -> str | None:
     """`value` if it is a safe identifier to log and echo, else None."""
     return value if value and _SAFE_ID.fullmatch(value) else None

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from server.metrics import Metrics
+from server.observability import log_safe
 
 logger = logging.getLogger("perception_llm.requests")
 CANCEL_REASONS = {
@@ -60,30 +61,32 @@ class CompletionRecord:
 
     def log(self, total: float) -> None:
         ttft = "-" if self.ttft_ms is None else f"{self.ttft_ms:.1f}"
+        model, template = log_safe(self.model), log_safe(self.template)
+        error = log_safe(self.error, 500) if self.error else None
         fields = {
             "event": "completion",
-            "model": self.model,
-            "template": self.template,
+            "model": model,
+            "template": template,
             "stream": self.stream,
             "outcome": self.outcome,
             "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 2),
             "total_ms": round(total, 2),
             "chunks": self.chunks,
             "prompt_tokens": self.prompt_tokens,
-            "error": self.error,
+            "error": error,
         }
         logger.info(
             "completion request_id=%s conversation_id=%s model=%s template=%s stream=%s "
             "outcome=%s ttft_ms=%s total_ms=%.1f chunks=%d%s",
             self.request_id,
-            self.conversation_id or "-",
-            self.model,
-            self.template,
+            log_safe(self.conversation_id),
+            model,
+            template,
             self.stream,
             self.outcome,
             ttft,
             total,
             self.chunks,
-            f" error={self.error!r}" if self.error else "",
+            f" error={error!r}" if error else "",
             extra={"fields": fields},
         )

@@ -89,22 +89,38 @@ HANDWRITTEN: dict[str, tuple[bytes, dict[str, str], int]] = {
     "wrong content type": (
         b"messages=hello",
         {"content-type": "application/x-www-form-urlencoded"},
-        400,
+        415,
     ),
-    "text/plain JSON is still read": (
-        json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode(),
+    "JSON sent as text/plain (a cross-site form post)": (
+        b'{"messages": [{"role": "user", "content": "hi"}]}',
         {"content-type": "text/plain"},
-        200,
+        415,
     ),
     "null bytes and lone surrogates": (
         b'{"messages": [{"role": "user", "content": "a\\u0000b\\ud800c"}]}',
         {},
         200,
     ),
-    "NaN and huge numbers": (
-        b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN, "top_p": 1e999}',
+    "NaN": (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', {}, 400),
+    "Infinity": (b'{"messages": [{"role": "user", "content": "hi"}], "top_p": -Infinity}', {}, 400),
+    "a number too large for a float": (
+        b'{"messages": [{"role": "user", "content": "hi"}], "top_p": 1e999}',
         {},
-        200,
+        400,
+    ),
+    "a 5,000-digit integer": (
+        b'{"messages": [{"role": "user", "content": "hi"}], "n": ' + b"7" * 5000 + b"}",
+        {},
+        400,
+    ),
+    "900 levels deep with a lone surrogate": (
+        b'{"messages": [{"role": "user", "content": "hi"}], "x": '
+        + b"[" * 900
+        + b'"\\ud800"'
+        + b"]" * 900
+        + b"}",
+        {},
+        400,
     ),
     "duplicate keys": (
         b'{"messages": [], "messages": [{"role": "user", "content": "hi"}]}',
@@ -126,7 +142,7 @@ def test_handwritten_bad_bodies(live: str, name: str) -> None:
         timeout=20,
     )
     assert response.status_code == status, response.text[:300]
-    if status == 400:
+    if status in (400, 415):
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
 
 
@@ -137,7 +153,9 @@ def test_other_endpoints_survive_nesting_and_garbage(live: str, path: str) -> No
         b"\xff\xfe",
         b'{"messages": [1, "x", null, {"role": {}}]}',
     ):
-        response = httpx.post(live + path, content=body, timeout=20)
+        response = httpx.post(
+            live + path, content=body, headers={"content-type": "application/json"}, timeout=20
+        )
         assert response.status_code < 500, (body[:40], response.text[:200])
 
 

@@ -78,7 +78,12 @@ def test_metrics_count_requests_completions_and_latency(url: str) -> None:
     )
     for _ in range(3):
         assert complete(url, stream=True).status_code == 200
-    httpx.post(url + "/v1/chat/completions", content=b"{bad", timeout=10)
+    httpx.post(
+        url + "/v1/chat/completions",
+        content=b"{bad",
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
     text = httpx.get(url + "/metrics").text
     assert (
         metric(text, "perception_llm_completions_total", outcome="completed")

@@ -48,7 +48,9 @@ def test_field_cap_comes_from_settings(client: TestClient) -> None:
     ],
 )
 def test_bad_bodies_are_openai_400s(client: TestClient, body: str, needle: str) -> None:
-    response = client.post("/v1/perception/parse", content=body)
+    response = client.post(
+        "/v1/perception/parse", content=body, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
     assert needle in response.json()["error"]["message"]
 

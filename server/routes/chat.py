@@ -19,14 +19,14 @@ from starlette.types import Receive, Scope, Send
 from perception import Conversation
 from prompts.render import RenderedPrompt
 from server.auth import require_api_key
-from server.body import decode_json_object, validate_body
+from server.body import decode_json_object, require_json_content_type, validate_body
 from server.chunks import ChunkEncoder
 from server.control import ConversationRegistry
 from server.disconnect import until_disconnected
 from server.errors import InvalidRequestError
 from server.limits import ConcurrencyGate, check_request_limits
 from server.metrics import Metrics
-from server.observability import CONVERSATION_ID
+from server.observability import CONVERSATION_ID, log_safe
 from server.prompting import render_for_request
 from server.request_log import CompletionRecord
 from server.responders import CompletionJob, Responder
@@ -101,6 +101,7 @@ OFF_LOOP_BODY_BYTES = 256 * 1024
 async def chat_completions(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     require_api_key(request, settings)
+    require_json_content_type(request)
     raw = await request.body()
     gate: ConcurrencyGate = request.app.state.gate
     # The slot is taken before the work, so a flood of large bodies is refused with 429 instead of
@@ -129,7 +130,7 @@ async def chat_completions(request: Request) -> Response:
     )
     responder: Responder = request.app.state.responder
     encoder = ChunkEncoder(model=responder.model_for(job))
-    CONVERSATION_ID.set(control.conversation_id or "-")
+    CONVERSATION_ID.set(log_safe(control.conversation_id))
     record = CompletionRecord(
         request_id=request.state.request_id,
         conversation_id=control.conversation_id,
