@@ -57,6 +57,8 @@ async def client(
             async with session.post(url, json={**BODY, "stream": True}) as response:
                 if response.status != 200:
                     stats["errors"].append(f"HTTP {response.status}")
+                    if response.status == 429:  # back off as the OpenAI SDK (Tavus' client) does
+                        await asyncio.sleep(float(response.headers.get("retry-after", "1")))
                     continue
                 buffer = b""
                 done = False

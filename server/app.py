@@ -19,7 +19,7 @@ from prompts.templates import TemplateLibrary
 from server.control import ConversationRegistry
 from server.echo import EchoResponder
 from server.errors import install_error_handlers
-from server.limits import BodyLimitMiddleware, ConcurrencyGate
+from server.limits import BodyLimitMiddleware, ConcurrencyGate, LoopLagMonitor
 from server.metrics import Metrics
 from server.model_routing import ModelRouter
 from server.observability import RequestContextMiddleware
@@ -52,12 +52,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for handler in handlers:  # a second line of defence: sources redact already
             handler.addFilter(redacting)
         app.state.gate = gate
+        lag.start()
         # One thread prepares large bodies: with the GIL, more threads only make the event loop
         # wait longer for its turn (8 gave /healthz a p99 of 460 ms under 4 MB bodies, 1: 34 ms).
         app.state.prepare_limiter = anyio.CapacityLimiter(1)
         try:
             yield
         finally:
+            lag.stop()
             await router.aclose()  # closes the pooled upstream connections
             for handler in handlers:
                 handler.removeFilter(redacting)
@@ -76,7 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     disable_sse_starlette_drain()
-    gate = ConcurrencyGate(settings.max_concurrent_streams)
+    lag = LoopLagMonitor(settings.max_loop_lag_seconds)
+    gate = ConcurrencyGate(settings.max_concurrent_streams, lag)
     metrics = Metrics(active_streams=lambda: gate.active)
     app.state.metrics = metrics
     # Loaded (and test-rendered) here, so a broken user template stops start-up with its name.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -176,6 +177,7 @@ def serve(args: argparse.Namespace) -> int:
         raise UsageError(problem)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    raise_file_limit(settings.max_connections)
     restore = exit_cleanly_on_signals()
     try:
         uvicorn.run(
@@ -187,12 +189,37 @@ def serve(args: argparse.Namespace) -> int:
             log_level=settings.log_level.lower(),
             log_config=log_config(settings.log_level, settings.log_format),
             access_log=settings.access_log,
+            http="server.protocol:GuardedHttpProtocol",
+            # The stdlib loop, not uvloop: under 300 concurrent streams uvloop left new
+            # connections unaccepted for up to 1.7 s (/healthz, new calls), asyncio 0.03-0.19 s
+            # (benchmarks/healthz_under_stream_load.py).
+            loop="asyncio",
+            timeout_keep_alive=5,
             # A backstop past our own drain, which ends streams at the grace period.
             timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
         )
     finally:
         restore()
     return 0
+
+
+def raise_file_limit(connections: int) -> None:
+    """Raise the soft open-file limit to the hard one, so `max_connections` sockets fit (the
+    default soft limit, 1,024, let 1,100 idle connections fail every request)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, connections + 1024)
+    if wanted > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    if soft < connections + 256:
+        logging.getLogger(__name__).warning(
+            "open-file limit %d is below PERCEPTION_LLM_MAX_CONNECTIONS (%d) plus headroom; "
+            "raise it (LimitNOFILE= / --ulimit nofile=) or lower the setting",
+            soft,
+            connections,
+        )
 
 
 def load_body(source: str) -> dict[str, Any]:

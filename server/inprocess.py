@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from server.app import create_app
+from server.protocol import GuardedHttpProtocol
 from server.settings import Settings
 
 
@@ -46,7 +47,9 @@ def live_server(settings: Settings, log_level: str = "warning") -> Iterator[Live
     sock = listening_socket()
     port = sock.getsockname()[1]
     app = create_app(settings)
-    config = uvicorn.Config(app, log_level=log_level, access_log=False)
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=False, http=GuardedHttpProtocol, timeout_keep_alive=5
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

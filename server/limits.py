@@ -8,6 +8,7 @@ gate refuses with 429 and `Retry-After` instead of queueing: a queued voice turn
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -99,21 +100,73 @@ def check_request_limits(
         )
 
 
-class ConcurrencyGate:
-    """Counts in-flight completions; refuses past the cap (per process)."""
+class LoopLagMonitor:
+    """How late the event loop runs its timers: the measure of an overloaded process.
 
-    def __init__(self, limit: int) -> None:
+    A timer is due every `interval`; how late it fires is the lag, smoothed over the last few
+    ticks (so one long parse does not trip it). While the smoothed lag is over `limit`, the
+    process is behind: new completions are refused (429) until it catches up, so
+    streams in flight keep their pace and `/healthz` keeps answering. A fixed cap on streams
+    cannot do that, because what a stream costs depends on how fast its upstream talks.
+    """
+
+    def __init__(self, limit: float, interval: float = 0.05) -> None:
         self.limit = limit
+        self.interval = interval
+        self.lag = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._schedule(loop, loop.time() + self.interval)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        self._handle = loop.call_at(due, self._tick, loop, due)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        now = loop.time()
+        self.lag += (now - due - self.lag) * 0.3  # an exponential moving average
+        self._schedule(loop, now + self.interval)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+    @property
+    def overloaded(self) -> bool:
+        return self.lag > self.limit
+
+
+class ConcurrencyGate:
+    """Counts in-flight completions; refuses past the cap, or while the loop is behind."""
+
+    def __init__(self, limit: int, lag: LoopLagMonitor | None = None) -> None:
+        self.limit = limit
+        self.lag = lag
         self.active = 0
 
-    def enter(self) -> None:
+    def refusal(self) -> RateLimitError | None:
+        """Why a new completion would be refused now, or None when it is welcome."""
+        if self.lag is not None and self.lag.overloaded and self.active > 0:
+            return RateLimitError(
+                f"The server is behind by {self.lag.lag * 1000:.0f} ms (over "
+                "PERCEPTION_LLM_MAX_LOOP_LAG_SECONDS); retry shortly.",
+                code="server_overloaded",
+                headers={"Retry-After": "1"},
+            )
         if self.active >= self.limit:
-            raise RateLimitError(
+            return RateLimitError(
                 f"The server is at its limit of {self.limit} concurrent completions "
                 "(PERCEPTION_LLM_MAX_CONCURRENT_STREAMS); retry shortly.",
                 code="too_many_concurrent_streams",
                 headers={"Retry-After": "1"},
             )
+        return None
+
+    def enter(self) -> None:
+        refusal = self.refusal()
+        if refusal is not None:
+            raise refusal
         self.active += 1
 
     def leave(self) -> None:

@@ -162,6 +162,38 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request body, in bytes (413 beyond; a 32k-token chat is ~130 kB).",
     )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Deadline for a request's line and headers, from the connection (or the request's "
+            "first byte); slow or silent clients are closed with 408."
+        ),
+    )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="Deadline for a request body, from the end of its headers (408)."
+    )
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=4096,
+        description="Largest request line plus headers, in bytes (431 beyond).",
+    )
+    max_connections: int = Field(
+        4096,
+        ge=16,
+        description=(
+            "Open connections per process; more are closed at once. `serve` raises the file "
+            "limit to fit it (deployments: set `LimitNOFILE`/`--ulimit nofile` above it)."
+        ),
+    )
+    max_loop_lag_seconds: float = Field(
+        0.025,
+        gt=0,
+        description=(
+            "While the event loop runs this late (smoothed), new completions get 429 so the ones "
+            "in flight and `/healthz` stay prompt; an idle loop runs ~0.1 ms late."
+        ),
+    )
     max_messages: int = Field(2000, ge=1, description="Most messages in one request (400 beyond).")
     max_message_chars: int = Field(
         200_000, ge=1, description="Most characters in one message's text (400 beyond)."

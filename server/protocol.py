@@ -1,0 +1,174 @@
+"""uvicorn's HTTP protocol with the connection-level guards it lacks: read deadlines and caps.
+
+uvicorn (httptools) has no deadline for receiving headers or a body and no cap on header size:
+1,000 connections sending headers at a byte a second stayed open for ever, and 40 connections
+sending 50 MiB header values took the process from 86 MiB to 2.4 GiB. A reverse proxy in front
+would fix it, but a server must be safe as the README's one command starts it. So the protocol
+class itself (what uvicorn instantiates per connection, `uvicorn.run(http=...)`) enforces:
+
+- a header deadline from the connection's start, or from the first byte of each later request
+  on a kept-alive connection (idle keep-alive is uvicorn's own `timeout_keep_alive`);
+- a body deadline from the end of the headers to the end of the body;
+- a cap on the bytes read before the headers end (request line + headers): 431 beyond it, so
+  httptools never buffers more than one read past it;
+- a cap on open connections per process: past it a new connection is closed at once, so idle
+  sockets cannot exhaust the file limit (serve raises the soft `RLIMIT_NOFILE` above the cap).
+
+The limits come from the app's settings (`app.state.settings`), found through uvicorn's loaded
+app, so the same class works for `serve`, `--workers` and the in-process test server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from server.errors import RateLimitError
+
+logger = logging.getLogger(__name__)
+HEALTHY = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\n"
+    b'connection: close\r\n\r\n{"status":"ok"}'
+)
+
+
+COMPLETION_PATHS = frozenset({b"/v1/chat/completions", b"/chat/completions"})
+
+
+def _state_of(app: Any) -> Any:
+    """`app.state` of the FastAPI app inside uvicorn's middleware wrappers."""
+    for _ in range(16):
+        state = getattr(app, "state", None)
+        if getattr(state, "settings", None) is not None:
+            return state
+        app = getattr(app, "app", None)
+        if app is None:
+            break
+    raise RuntimeError("GuardedHttpProtocol needs an app whose state holds `settings`")
+
+
+def _too_many_requests(error: RateLimitError) -> bytes:
+    body = json.dumps(error.body(), separators=(",", ":")).encode()
+    return (
+        b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 1\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+    )
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """See the module docstring."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._shared = _state_of(self.app)
+        settings = self._shared.settings
+        self.header_timeout: float = settings.header_timeout_seconds
+        self.body_timeout: float = settings.body_timeout_seconds
+        self.max_header_bytes: int = settings.max_header_bytes
+        self.max_connections: int = settings.max_connections
+        self._deadline: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+        self._in_headers = True  # reading a request line and headers (or waiting for one)
+
+    def _arm(self, seconds: float, stage: str) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._expired, stage)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self, stage: str) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        logger.info("closing a connection that did not send its %s in time", stage)
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()
+        else:
+            self._refuse(
+                b"408 Request Timeout", b"Request %s not received in time." % stage.encode()
+            )
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            logger.warning("connection limit (%d) reached; refusing one", self.max_connections)
+            transport.abort()
+            return
+        self._arm(self.header_timeout, "headers")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_headers and self._deadline is None:
+            self._arm(self.header_timeout, "headers")  # a new request on a kept-alive connection
+        headers_were_open = self._in_headers
+        super().data_received(data)
+        if headers_were_open and self._in_headers and not self.transport.is_closing():
+            self._header_bytes += len(data)
+            if self._header_bytes > self.max_header_bytes:
+                self._refuse_large_headers()
+
+    def _refuse_large_headers(self) -> None:
+        self._disarm()
+        self._refuse(b"431 Request Header Fields Too Large", b"Request headers too large.")
+
+    def _refuse(self, status: bytes, message: bytes) -> None:
+        self.transport.write(
+            b"HTTP/1.1 %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, len(message), message)
+        )
+        self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_headers = True
+        self._header_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        method, path = self.parser.get_method(), self.url.partition(b"?")[0]
+        if path == b"/healthz" and method == b"GET":
+            self._answer_health_check()
+            return
+        refusal = self._completion_refusal() if path in COMPLETION_PATHS else None
+        if refusal is not None and method == b"POST":
+            self._disarm()
+            self.transport.write(_too_many_requests(refusal))
+            self.transport.close()  # the body is never read: the connection cannot be reused
+            return
+        self._arm(self.body_timeout, "body")
+        super().on_headers_complete()
+
+    def _completion_refusal(self) -> RateLimitError | None:
+        # Refusing here, before an ASGI task exists or the body is read, costs a tenth of a
+        # refusal through the app: under overload, shedding must be cheaper than serving, or
+        # clients retrying 429s in a loop keep the process saturated.
+        gate = getattr(self._shared, "gate", None)
+        return None if gate is None else gate.refusal()
+
+    def _answer_health_check(self) -> None:
+        # Answered here, in the callback that read the request, without an ASGI task: a load
+        # balancer's check then costs one pass of the event loop instead of several, so it
+        # stays fast while the loop is busy with a thousand streams (and still fails when the
+        # loop itself is stuck, which is what it should detect).
+        self._disarm()
+        self.transport.write(HEALTHY)
+        self.transport.close()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        self._in_headers = True  # the next bytes start a new request (keep-alive owns idle time)
+        self._header_bytes = 0
+        super().on_response_complete()
