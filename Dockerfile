@@ -14,6 +14,8 @@ COPY pyproject.toml README.md ./
 COPY server ./server
 COPY perception ./perception
 COPY prompts ./prompts
+COPY scenarios ./scenarios
+COPY emulator ./emulator
 RUN pip install . \
     && useradd --system --uid 10001 --no-create-home perception
 

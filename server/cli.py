@@ -17,13 +17,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from emulator.compare import compare, format_markdown, format_terminal
+from emulator.simulate import SimulateOptions, format_report, simulate
+from emulator.stream import EndpointError
 from perception import Conversation
 from prompts.render import render_prompt
 from prompts.templates import TemplateError, TemplateLibrary
-from server.emulator.compare import compare, format_markdown, format_terminal
-from server.emulator.scenario import Scenario, ScenarioError, load_scenario
-from server.emulator.simulate import SimulateOptions, format_report, simulate
-from server.emulator.stream import EndpointError
+from scenarios import Scenario, ScenarioError, load_scenario
 from server.inprocess import running_server
 from server.observability import log_config
 from server.settings import Settings, load_settings

@@ -10,7 +10,8 @@ import pytest
 from server.settings import Settings
 from tests.live import running_server
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -41,8 +42,10 @@ def keyed_url() -> Iterator[str]:
         yield url
 
 
+SAMPLES = ROOT / "server" / "samples"  # the shipped sample requests (from shared/samples)
+
+
 def load_sample(name: str) -> dict[str, Any]:
-    """A request body shaped like Tavus traffic (copies of shared/samples, kept with the tests
-    so a clone without shared/ still runs them)."""
-    data: dict[str, Any] = json.loads((FIXTURES / "samples" / f"{name}.json").read_text())
+    """A request body shaped like Tavus traffic, as shipped with the package."""
+    data: dict[str, Any] = json.loads((SAMPLES / f"{name}.json").read_text())
     return data

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import openai
 
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, SAMPLES
 
-SAMPLE = FIXTURES / "samples" / "raven0-documented.json"
+SAMPLE = SAMPLES / "raven0-documented.json"
 
 
 def cli(

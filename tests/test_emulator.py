@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from server.emulator.scenario import load_scenario, shipped_scenarios
+from scenarios import load_scenario, shipped_scenarios
 from tests.conftest import make_settings
 from tests.fake_upstream import FakeUpstream, Reply, chunk
 from tests.live import running_server

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.app import create_app
-from tests.conftest import FIXTURES, load_sample, make_settings
+from tests.conftest import SAMPLES, load_sample, make_settings
 
 RAVEN = load_sample("raven0-documented")
 
@@ -128,7 +128,7 @@ def test_cli_render() -> None:
             "-m",
             "server.cli",
             "render",
-            str(FIXTURES / "samples" / "raven1-audio.json"),
+            str(SAMPLES / "raven1-audio.json"),
             "--prompt",
             "minimal",
         ],

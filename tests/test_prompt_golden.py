@@ -17,11 +17,9 @@ from perception import parse_messages
 from prompts.fence import new_fence
 from prompts.render import render_prompt
 from prompts.templates import TemplateLibrary
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, SAMPLES
 
-CONVERSATIONS = sorted((FIXTURES / "perception").glob("*.json")) + sorted(
-    (FIXTURES / "samples").glob("*.json")
-)
+CONVERSATIONS = sorted((FIXTURES / "perception").glob("*.json")) + sorted((SAMPLES).glob("*.json"))
 TEMPLATES = ["default", "minimal", "passthrough"]
 GOLDEN = FIXTURES / "prompts"
 

@@ -4,7 +4,7 @@ examples to start from, and encoding a composed conversation exactly as Tavus wo
 
 from __future__ import annotations
 
-import json
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +12,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from scenarios import Scenario, ScenarioError, load_scenario, scenario_request, shipped_scenarios
 from server.auth import AuthDep
 from server.body import read_json_object, validate_body
-from server.emulator.scenario import (
-    SCENARIO_DIR,
-    Scenario,
-    ScenarioError,
-    load_scenario,
-    scenario_request,
-    shipped_scenarios,
-)
+from server.samples import sample_requests
 
-PLAYGROUND_DIR = Path(__file__).resolve().parents[1] / "playground"
-STATIC_DIR = PLAYGROUND_DIR / "static"
-SAMPLES_DIR = PLAYGROUND_DIR / "samples"
+# The static page is served by StaticFiles, which needs a directory: the package's own (a wheel
+# installs it as files; the packaging test runs the installed copy).
+STATIC_DIR = Path(str(files("server").joinpath("playground", "static")))
 
 router = APIRouter()
 api = APIRouter(dependencies=[AuthDep])
@@ -42,14 +36,11 @@ def static_files() -> StaticFiles:
 
 @api.get("/v1/playground/examples", summary="Sample Tavus requests and shipped scenarios")
 async def examples() -> dict[str, Any]:
-    samples = [
-        {"name": path.stem, "body": json.loads(path.read_text(encoding="utf-8"))}
-        for path in sorted(SAMPLES_DIR.glob("*.json"))
-    ]
+    samples = [{"name": name, "body": body} for name, body in sample_requests().items()]
     scenarios = []
     for name in shipped_scenarios():
         try:
-            scenario = load_scenario(str(SCENARIO_DIR / f"{name}.json"))
+            scenario = load_scenario(name)
         except ScenarioError:
             continue  # a broken example file is not the visitor's problem
         scenarios.append(scenario.model_dump(exclude_none=True))

@@ -16,9 +16,9 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from server.emulator.scenario import Scenario
-from server.emulator.simulate import SimulateOptions, make_client
-from server.emulator.stream import EndpointError, run_stream
+from emulator.simulate import SimulateOptions, make_client
+from emulator.stream import EndpointError, run_stream
+from scenarios import Scenario
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Scenario files, and encoding each scripted turn exactly the way Tavus sends it.
 
-A scenario is JSON (see examples/scenarios/ and the README):
+A scenario is JSON (see scenarios/library/ and the README):
 
     {"name": "...", "description": "...", "perception": "raven" | "raven-1" | "basic" | "off",
      "system_prompt": "...", "context": "...", "greeting": "...",
@@ -16,24 +16,42 @@ user turn; raven-1 adds a leading `<user_audio_analysis>` to the user turn; Basi
 from __future__ import annotations
 
 import json
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 PerceptionMode = Literal["raven", "raven-1", "basic", "off"]
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "examples" / "scenarios"
 
-# What Tavus prepends to the persona's prompt when raven is on (paraphrased, tags in prose).
+# Tavus' perception preambles as its documentation shows them (tests/fixtures/tavus/): the
+# stored first system message starts with them, before the persona's own prompt.
 RAVEN_PREAMBLE = (
-    "You are in a live video call and can see the user. You will receive the user's appearance "
-    "inside the <user_appearance></user_appearance> tag, their emotions inside the "
-    "<user_emotions></user_emotions> tag and their shared screen inside the "
-    "<user_screenshare></user_screenshare> tag."
+    "You are in a live video conference call with a user. You'll receive messages "
+    "containing the user's speech and system messages containing visual information about "
+    "the user. These system messages will contain the following visual information: - "
+    "user's appearance inside the <user_appearance></user_appearance> tag - user's "
+    "emotions inside the <user_emotions></user_emotions> tag If the user is sharing their "
+    "screen, you will also receive a <user_screen></user_screen> tag containing the screen "
+    "share. If you do use the visual information, follow these guidelines: - Do not refer "
+    "to the visual information as system messages. Instead, act and respond as if you are "
+    "actually seeing this live. - If the user's query is about their physical appearance, "
+    "gestures, expressions, or the environment seen through the webcam, use only the "
+    "content within the <user_appearance> and <user_emotions> tags. - If the query "
+    "pertains to what is being displayed on the screen share, refer exclusively to the "
+    "content within the <user_screen> tag. - Ensure that your answer is based solely on "
+    "the information found in the appropriate tag(s) for the question at hand. DO NOT "
+    "INCORPORATE ANY VISUAL INFORMATION TO YOUR RESPONSE IF IT'S NOT RELEVANT."
 )
 BASIC_PREAMBLE = (
-    "You will get user messages with two identifiers, 'USER SPEECH:' and 'VISUAL SCENE:'. "
-    "Only use the VISUAL SCENE if the user asks what you see."
+    "You are in a live video conference call with a user. You will get user message with "
+    "two identifiers, 'USER SPEECH:' and 'VISUAL SCENE:', where 'USER SPEECH:' is what the "
+    "person actually tells you, and 'VISUAL SCENE:' is what you are seeing when you look "
+    "at them. Only use the information provided in 'VISUAL SCENE:' if the user asks what "
+    "you see. Don't output identifiers such as 'USER SPEECH:' or 'VISUAL SCENE:' in your "
+    "response. Reply in short sentences, talk to the user in a casual way.Respond only in "
+    "english."
 )
 
 
@@ -73,11 +91,11 @@ class Scenario(BaseModel):
 
     def opening_messages(self) -> list[dict[str, Any]]:
         """Persona system text (with Tavus' preamble for the mode) and the greeting."""
-        persona = "\n\n".join(part for part in (self.system_prompt, self.context) if part)
+        persona = " ".join(part for part in (self.system_prompt, self.context) if part)
         if self.perception in ("raven", "raven-1"):
-            persona = f"{persona}\n\n{RAVEN_PREAMBLE}"
+            persona = f"{RAVEN_PREAMBLE} \n{persona}"
         elif self.perception == "basic":
-            persona = f"{persona}\n\n{BASIC_PREAMBLE}"
+            persona = f"{BASIC_PREAMBLE} {persona}"
         messages: list[dict[str, Any]] = [{"role": "system", "content": persona}]
         if self.greeting:
             messages.append({"role": "assistant", "content": self.greeting})
@@ -130,12 +148,16 @@ def scenario_request(scenario: Scenario) -> dict[str, Any]:
     return body
 
 
+def _library() -> Traversable:
+    return files("scenarios").joinpath("library")
+
+
 def load_scenario(name_or_path: str) -> Scenario:
-    """A shipped scenario by name (examples/scenarios/NAME.json) or any JSON file."""
-    path = Path(name_or_path)
-    if not path.exists():
-        shipped = SCENARIO_DIR / f"{name_or_path}.json"
-        if not shipped.exists():
+    """A shipped scenario by name (scenarios/library/NAME.json) or any JSON file."""
+    path: Path | Traversable = Path(name_or_path)
+    if not path.is_file():
+        shipped = _library().joinpath(f"{name_or_path}.json")
+        if name_or_path not in shipped_scenarios():
             known = ", ".join(shipped_scenarios()) or "none"
             raise ScenarioError(
                 f"no scenario file or shipped scenario {name_or_path!r} (shipped: {known})"
@@ -156,4 +178,8 @@ def load_scenario(name_or_path: str) -> Scenario:
 
 
 def shipped_scenarios() -> list[str]:
-    return sorted(p.stem for p in SCENARIO_DIR.glob("*.json")) if SCENARIO_DIR.is_dir() else []
+    return sorted(
+        entry.name.removesuffix(".json")
+        for entry in _library().iterdir()
+        if entry.name.endswith(".json")
+    )

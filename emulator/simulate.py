@@ -18,8 +18,8 @@ from typing import Any, TextIO
 
 import openai
 
-from server.emulator.scenario import Scenario
-from server.emulator.stream import StreamResult, run_stream
+from emulator.stream import StreamResult, run_stream
+from scenarios import Scenario
 
 CHECKS = {
     "http_status": "requests answered 200",
