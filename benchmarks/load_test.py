@@ -28,7 +28,7 @@ import aiohttp
 from processes import ROOT, start
 
 RESULTS = ROOT / "benchmarks" / "results"
-BODY = json.loads((ROOT / "tests/fixtures/samples/raven0-documented.json").read_text())
+BODY = json.loads((ROOT / "server/samples/raven0-documented.json").read_text())
 
 
 def rss_kib(pid: int) -> tuple[int, int]:

@@ -23,7 +23,7 @@ import httpx
 from processes import ROOT, start
 
 CONTENT = re.compile(r'"content":\s*"w')  # the fake's words are w0, w1, ...
-BODY = json.loads((ROOT / "tests/fixtures/samples/raven0-documented.json").read_text())
+BODY = json.loads((ROOT / "server/samples/raven0-documented.json").read_text())
 
 
 async def ttft(client: httpx.AsyncClient, url: str) -> float:

@@ -187,7 +187,7 @@ class Settings(BaseSettings):
         ),
     )
     max_loop_lag_seconds: float = Field(
-        0.025,
+        0.1,
         gt=0,
         description=(
             "While the event loop runs this late (smoothed), new completions get 429 so the ones "

@@ -182,3 +182,38 @@ def test_slot_is_taken_before_the_body_is_parsed_and_large_bodies_still_work() -
         assert (
             answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"] == "big"
         )
+
+
+def test_a_lagging_loop_refuses_new_completions_but_never_the_first() -> None:
+    from server.limits import ConcurrencyGate, LoopLagMonitor
+
+    monitor = LoopLagMonitor(limit=0.1)
+    gate = ConcurrencyGate(limit=10, lag=monitor)
+    monitor.lag = 0.5  # the loop is half a second behind
+    assert gate.refusal() is None  # nothing in flight: the first request is always served
+    gate.enter()
+    refusal = gate.refusal()
+    assert refusal is not None and refusal.code == "server_overloaded"
+    assert refusal.headers == {"Retry-After": "1"}
+    monitor.lag = 0.01  # caught up
+    assert gate.refusal() is None
+
+
+def test_the_loop_lag_monitor_measures_a_blocked_loop() -> None:
+    import asyncio
+    import time
+
+    from server.limits import LoopLagMonitor
+
+    async def blocked() -> float:
+        monitor = LoopLagMonitor(limit=0.1, interval=0.01)
+        monitor.start()
+        await asyncio.sleep(0.02)
+        busy_until = time.monotonic() + 0.3
+        while time.monotonic() < busy_until:  # the behaviour under test: CPU work holds the loop
+            pass
+        await asyncio.sleep(0.015)  # one tick: it fires 0.3 s late
+        monitor.stop()
+        return monitor.lag
+
+    assert asyncio.run(blocked()) > 0.05  # smoothed: 0.3 of the 0.3 s spike after one tick
