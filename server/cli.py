@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from emulator.compare import compare, format_markdown, format_terminal
 from emulator.simulate import SimulateOptions, format_report, simulate
@@ -26,7 +28,7 @@ from prompts.templates import TemplateError, TemplateLibrary
 from scenarios import Scenario, ScenarioError, load_scenario
 from server.inprocess import running_server
 from server.observability import log_config
-from server.settings import Settings, load_settings
+from server.settings import ENV_PREFIX, Settings, load_settings
 from server.shutdown import exit_cleanly_on_signals
 
 EXAMPLES = """\
@@ -146,12 +148,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+SECRET_FIELDS = frozenset({"api_key", "upstream_api_key", "upstream_headers"})  # never echoed
+
+
 def settings_or_error() -> Settings:
+    """The settings, or one line that names the bad variable and what it accepts (exit 2)."""
     try:
         return load_settings()
     except ValidationError as error:
         first = error.errors()[0]
-        raise UsageError(f"bad setting {first['loc'][0]}: {first['msg']}") from None
+        field = str(first["loc"][0])
+        got = first.get("input")
+        shown = ""
+        if isinstance(got, str | int | float) and field not in SECRET_FIELDS:
+            shown = f" (got {str(got)[:60]!r})"
+        raise UsageError(f"{ENV_PREFIX}{field.upper()}: {first['msg']}{shown}") from None
+    except SettingsError as error:  # a JSON-valued setting that is not JSON
+        match = re.search(r'field "(\w+)"', str(error))
+        field = match.group(1) if match else ""
+        example = '["https://app.example"]' if field == "cors_origins" else '{"name": "value"}'
+        raise UsageError(f"{ENV_PREFIX}{field.upper()}: must be JSON, e.g. {example}") from None
 
 
 def templates_or_error(settings: Settings) -> TemplateLibrary:

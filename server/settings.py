@@ -11,17 +11,19 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from perception import Conversation, parse_messages
+
+ENV_PREFIX = "PERCEPTION_LLM_"
 
 
 class Settings(BaseSettings):
     """Everything an operator can configure, with safe defaults."""
 
     model_config = SettingsConfigDict(
-        env_prefix="PERCEPTION_LLM_",
+        env_prefix=ENV_PREFIX,
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
@@ -54,7 +56,7 @@ class Settings(BaseSettings):
         le=5000,
         description="Pause between words of the offline responder, to mimic a model's pacing.",
     )
-    upstream_base_url: str | None = Field(
+    upstream_base_url: AnyHttpUrl | None = Field(
         None,
         description=(
             "Base URL of the OpenAI-compatible response model (e.g. `https://api.openai.com/v1`)."
@@ -204,7 +206,9 @@ class Settings(BaseSettings):
         ge=1,
         description="Most completions in flight per process; more get 429 with Retry-After.",
     )
-    log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", description="Log level: debug, info, warning, error or critical."
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="Log lines as text, or one JSON object per line (`json`)."
     )
@@ -222,6 +226,11 @@ class Settings(BaseSettings):
             " its line before the first byte, inside time to first token."
         ),
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_case_level(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("api_key", "upstream_api_key")
     @classmethod

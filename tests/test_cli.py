@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import pytest
 
 from tests.conftest import FIXTURES, SAMPLES
 
@@ -88,7 +89,7 @@ def test_serve_refuses_public_host_without_key() -> None:
 def test_serve_rejects_bad_settings_in_one_line() -> None:
     result = cli("serve", env={"PERCEPTION_LLM_PORT": "not-a-port"})
     assert result.returncode == 2
-    assert result.stderr.startswith("perception-llm: error: bad setting port")
+    assert result.stderr.startswith("perception-llm: error: PERCEPTION_LLM_PORT: ")
 
 
 def test_serve_starts_and_answers_the_sdk() -> None:
@@ -125,3 +126,27 @@ def test_help_shows_examples() -> None:
     result = cli("--help")
     assert result.returncode == 0
     assert "perception-llm serve" in result.stdout and "examples:" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("PERCEPTION_LLM_LOG_LEVEL", "verbose", "'debug', 'info'"),
+        ("PERCEPTION_LLM_UPSTREAM_BASE_URL", "not-a-url", "valid URL"),
+        ("PERCEPTION_LLM_UPSTREAM_HEADERS", "{bad", "must be JSON"),
+        ("PERCEPTION_LLM_UPSTREAM_QUERY", "api-version=1", "must be JSON"),
+        ("PERCEPTION_LLM_CORS_ORIGINS", "https://x", '["https://app.example"]'),
+        ("PERCEPTION_LLM_PORT", "85636", "65535"),
+        ("PERCEPTION_LLM_KEEPALIVE_SECONDS", "soon", "valid number"),
+        ("PERCEPTION_LLM_API_KEY", "   ", "must not be empty"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_the_variable_and_exit_2(
+    variable: str, value: str, says: str
+) -> None:
+    result = cli("parse", str(SAMPLE), env={variable: value})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert variable in lines[0] and says in lines[0]
+    assert "Traceback" not in result.stderr
