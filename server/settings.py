@@ -14,8 +14,6 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from perception import Conversation, parse_messages
-
 ENV_PREFIX = "PERCEPTION_LLM_"
 
 
@@ -245,19 +243,6 @@ class Settings(BaseSettings):
         values = [key.get_secret_value() for key in (self.api_key, self.upstream_api_key) if key]
         values.extend(self.upstream_headers.values())
         return [value for value in values if len(value) >= 4]
-
-    def parse(self, messages: Any) -> Conversation:
-        """`perception.parse_messages` with this configuration's field cap."""
-        return parse_messages(messages, max_field_chars=self.perception_max_field_chars)
-
-    def key_required_host_problem(self, host: str) -> str | None:
-        """Say why serving `host` is unsafe with these settings, or None when it is fine."""
-        if self.api_key is not None or self.allow_insecure or is_loopback(host):
-            return None
-        return (
-            f"refusing to serve {host} without an API key: set PERCEPTION_LLM_API_KEY, "
-            "or pass --insecure to serve it unauthenticated"
-        )
 
 
 def is_loopback(host: str) -> bool:

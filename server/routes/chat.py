@@ -16,7 +16,7 @@ from sse_starlette.sse import SendTimeoutError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from perception import Conversation
+from perception import Conversation, parse_messages
 from prompts.render import RenderedPrompt
 from server.auth import require_api_key
 from server.body import decode_json_object, require_json_content_type, validate_body
@@ -87,7 +87,9 @@ def prepare_request(raw: bytes, request: Request, settings: Settings) -> Prepare
     if completion_request.n is not None and completion_request.n != 1:
         raise InvalidRequestError("Only n=1 is supported.", param="n")
     check_request_limits(completion_request, body, settings)
-    conversation = settings.parse(body["messages"])
+    conversation = parse_messages(
+        body["messages"], max_field_chars=settings.perception_max_field_chars
+    )
     rendered = render_for_request(body, request, conversation)
     return PreparedRequest(body, completion_request, conversation, rendered)
 

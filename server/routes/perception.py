@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from perception import parse_messages
 from server.auth import AuthDep, SettingsDep
 from server.body import read_json_object
 from server.errors import InvalidRequestError
@@ -40,5 +41,6 @@ async def parse_perception(request: Request, settings: SettingsDep) -> dict[str,
         raise InvalidRequestError(
             'Send {"messages": [...]} or a whole chat-completions body.', param="messages"
         )
-    conversation = settings.parse(messages)
-    return conversation.model_dump()
+    conversation = parse_messages(messages, max_field_chars=settings.perception_max_field_chars)
+    result: dict[str, Any] = conversation.model_dump()
+    return result

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from perception import parse_messages
 from prompts.templates import TemplateLibrary
 from server.auth import AuthDep, SettingsDep
 from server.body import read_json_object, validate_body
@@ -36,7 +37,9 @@ async def list_prompts(request: Request, settings: SettingsDep) -> dict[str, Any
 async def render(request: Request, settings: SettingsDep) -> dict[str, Any]:
     body = await read_json_object(request)
     validate_body(ChatCompletionRequest, body)
-    conversation = settings.parse(body["messages"])
+    conversation = parse_messages(
+        body["messages"], max_field_chars=settings.perception_max_field_chars
+    )
     rendered = render_for_request(body, request, conversation)
     return {
         **rendered.summary(),

@@ -1,0 +1,1 @@
+"""The `perception-llm` subcommands, one module per group, imported only when they run."""
