@@ -14,28 +14,10 @@ import asyncio
 from collections.abc import Awaitable, Mapping
 from typing import TypeVar
 
-from server.errors import APIError
+from server.errors import APIError, ShutdownError, SupersededError
 
 T = TypeVar("T")
 CONVERSATION_HEADERS = ("conversation-id", "conversation_id", "x-conversation-id")
-
-
-class SupersededError(APIError):
-    status_code = 409
-    error_type = "request_cancelled"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "Superseded by a newer request for the same conversation.", code="superseded"
-        )
-
-
-class ShutdownError(APIError):
-    status_code = 503
-    error_type = "server_shutting_down"
-
-    def __init__(self) -> None:
-        super().__init__("The server is shutting down; retry on another replica.", code="shutdown")
 
 
 class RequestControl:

@@ -16,14 +16,9 @@ from typing import TypeVar
 
 from starlette.requests import Request
 
-from server.errors import APIError
+from server.errors import ClientDisconnectedError
 
 T = TypeVar("T")
-
-
-class ClientDisconnectedError(APIError):
-    status_code = 499  # nginx's "client closed request"; nobody is left to read it
-    error_type = "request_cancelled"
 
 
 async def _disconnected(request: Request) -> None:

@@ -1,9 +1,11 @@
 """One exception hierarchy for every failure a client can see, mapped to OpenAI error JSON.
 
-Routes and responders raise these; `install_error_handlers` turns them (and FastAPI/Starlette's
-own errors) into `{"error": {"message", "type", "param", "code"}}` with the right status, in one
-place. The shape and the `type` values follow openai-python's `_exceptions.py` and the bodies the
-OpenAI API returns, so SDK clients raise the matching exception class.
+Routes, responders and the request lifecycle raise these; `install_error_handlers` turns them
+(and FastAPI/Starlette's own errors) into `{"error": {"message", "type", "param", "code"}}` in
+one place. Each class sets its HTTP status, its OpenAI `type` and a short `kind` that metrics
+and logs use, so nothing is ever classified by the text of its message or re-labelled after it
+is raised. The shape and the `type` values follow openai-python's `_exceptions.py` and the bodies
+the OpenAI API returns, so SDK clients raise the matching exception class.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ logger = logging.getLogger(__name__)
 
 
 class APIError(Exception):
-    """Base of every error that reaches a client; subclasses set status and type."""
+    """Base of every error that reaches a client; subclasses set status, type and kind."""
 
     status_code = 500
     error_type = "server_error"
+    kind = "internal"
 
     def __init__(
         self,
@@ -33,12 +36,15 @@ class APIError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        error_type: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
         self.headers = headers or {}
+        if error_type is not None:  # an upstream's own `type` (e.g. invalid_api_key), relayed
+            self.error_type = error_type
 
     def body(self) -> dict[str, Any]:
         """The OpenAI error object (also used inside an SSE `{"error": ...}` event)."""
@@ -48,36 +54,89 @@ class APIError(Exception):
 class InvalidRequestError(APIError):
     status_code = 400
     error_type = "invalid_request_error"
+    kind = "invalid_request"
 
 
 class AuthenticationError(APIError):
     status_code = 401
     error_type = "invalid_request_error"  # what api.openai.com sends with code invalid_api_key
+    kind = "authentication"
+
+
+class PermissionDeniedError(APIError):
+    status_code = 403
+    error_type = "invalid_request_error"
+    kind = "permission"
 
 
 class NotFoundError(APIError):
     status_code = 404
     error_type = "invalid_request_error"
+    kind = "not_found"
 
 
 class MethodNotAllowedError(APIError):
     status_code = 405
     error_type = "invalid_request_error"
+    kind = "method_not_allowed"
+
+
+class ConflictError(APIError):
+    status_code = 409
+    error_type = "invalid_request_error"
+    kind = "conflict"
 
 
 class PayloadTooLargeError(APIError):
     status_code = 413
     error_type = "invalid_request_error"
+    kind = "too_large"
 
 
 class UnsupportedMediaTypeError(APIError):
     status_code = 415
     error_type = "invalid_request_error"
+    kind = "media_type"
+
+
+class UnprocessableEntityError(APIError):
+    status_code = 422
+    error_type = "invalid_request_error"
+    kind = "unprocessable"
 
 
 class RateLimitError(APIError):
     status_code = 429
     error_type = "rate_limit_error"
+    kind = "rate_limited"
+
+
+class ClientDisconnectedError(APIError):
+    status_code = 499  # nginx's "client closed request"; nobody is left to read it
+    error_type = "request_cancelled"
+    kind = "client_disconnect"
+
+
+class SupersededError(APIError):
+    """A newer request for the same conversation took over (speculative inference)."""
+
+    status_code = 409
+    error_type = "request_cancelled"
+    kind = "superseded"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Superseded by a newer request for the same conversation.", code="superseded"
+        )
+
+
+class ShutdownError(APIError):
+    status_code = 503
+    error_type = "server_shutting_down"
+    kind = "shutdown"
+
+    def __init__(self) -> None:
+        super().__init__("The server is shutting down; retry on another replica.", code="shutdown")
 
 
 class UpstreamError(APIError):
@@ -85,11 +144,51 @@ class UpstreamError(APIError):
 
     status_code = 502
     error_type = "upstream_error"
+    kind = "upstream"
 
 
-class UpstreamTimeoutError(APIError):
+class UpstreamTimeoutError(UpstreamError):
     status_code = 504
     error_type = "timeout_error"
+    kind = "timeout"
+
+
+class MalformedChunkError(UpstreamError):
+    """The upstream sent a data line that is not a JSON object."""
+
+    kind = "malformed"
+
+
+class UpstreamErrorEvent(UpstreamError):
+    """The upstream streamed an `{"error": …}` event instead of a chunk."""
+
+    kind = "error_event"
+
+
+class UpstreamEmptyReplyError(UpstreamError):
+    """The upstream finished without a word or a tool call."""
+
+    kind = "empty_reply"
+
+
+# What an upstream's 4xx becomes for our client: the same status, by class.
+STATUS_ERRORS: dict[int, type[APIError]] = {
+    400: InvalidRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    405: MethodNotAllowedError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    415: UnsupportedMediaTypeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def error_for_status(status: int) -> type[APIError]:
+    """The class for an HTTP status; an unlisted 4xx is a 400, anything else a 500."""
+    return STATUS_ERRORS.get(status) or (InvalidRequestError if 400 <= status < 500 else APIError)
 
 
 def error_body(
@@ -154,16 +253,6 @@ def describe_validation_errors(errors: list[Any], data: Any = None) -> tuple[str
     return "Invalid request: " + "; ".join(parts[:5]) + more, next(iter(seen))
 
 
-_STATUS_ERRORS: dict[int, type[APIError]] = {
-    400: InvalidRequestError,
-    401: AuthenticationError,
-    404: NotFoundError,
-    405: MethodNotAllowedError,
-    413: PayloadTooLargeError,
-    429: RateLimitError,
-}
-
-
 def to_api_error(request: Request, exc: Exception) -> APIError:
     """The client-facing error for any exception, ours or the framework's."""
     if isinstance(exc, APIError):
@@ -178,11 +267,7 @@ def to_api_error(request: Request, exc: Exception) -> APIError:
             message = f"Method {request.method} is not allowed on {request.url.path}"
         else:
             message = str(exc.detail)
-        error = _STATUS_ERRORS.get(exc.status_code, APIError)(
-            message, headers=dict(exc.headers or {})
-        )
-        error.status_code = exc.status_code
-        return error
+        return error_for_status(exc.status_code)(message, headers=dict(exc.headers or {}))
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return APIError("The server had an error processing your request.")
 

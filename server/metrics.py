@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from server.outcome import Outcome
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 TOKEN_BUCKETS = (100, 250, 500, 1000, 2000, 3000, 5000, 8000, 16000, 32000)
@@ -23,7 +25,7 @@ class Metrics:
         )
         self.completions = Counter(
             "perception_llm_completions_total",
-            "Chat completions by outcome (completed, cancelled, superseded, fallback, failed).",
+            "Chat completions by outcome: " + ", ".join(Outcome) + ".",
             ["outcome"],
             registry=self.registry,
         )

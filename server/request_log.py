@@ -1,8 +1,8 @@
 """One log line per completion, written when it ends, whatever the outcome.
 
 Carries what an operator needs to follow a call: request id, conversation id, model, template,
-outcome (completed / cancelled / superseded / failed / fallback), time to first token and chunks
-relayed. Never the API keys or the conversation text.
+outcome (`Outcome`), time to first token and chunks relayed. Never the API keys or the
+conversation text.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 
 from server.metrics import Metrics
 from server.observability import log_safe
+from server.outcome import Outcome
 
 logger = logging.getLogger("perception_llm.requests")
+
+
 CANCEL_REASONS = {
-    "cancelled": "client_disconnect",
-    "superseded": "superseded",
-    "shutdown": "shutdown",
+    Outcome.CANCELLED: "client_disconnect",
+    Outcome.SUPERSEDED: "superseded",
+    Outcome.SHUTDOWN: "shutdown",
 }
 
 
@@ -32,9 +35,18 @@ class CompletionRecord:
     started: float = field(default_factory=time.perf_counter)
     first_token: float | None = None
     chunks: int = 0
-    outcome: str = "completed"
+    outcome: Outcome = Outcome.COMPLETED
     error: str | None = None
     prompt_tokens: int = 0
+
+    def ended_by(self, error: BaseException, message: str | None = None) -> None:
+        """Record how `error` ended the completion (its outcome, and what to log of it)."""
+        self.outcome = Outcome.for_error(error)
+        if message is not None:
+            self.error = message
+
+    def spoke_fallback(self, reason: str) -> None:
+        self.outcome, self.error = Outcome.FALLBACK, reason
 
     def token_sent(self) -> None:
         self.chunks += 1

@@ -10,15 +10,14 @@ iterator at once so upstream work stops, and the request's record is logged eith
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from server.chunks import ChunkEncoder
-from server.control import ShutdownError, SupersededError
-from server.errors import APIError
+from server.errors import APIError, ShutdownError, SupersededError
+from server.outcome import Outcome
 from server.request_log import CompletionRecord
 from server.responders import ResponseEvent
 from server.sse import DONE_FRAME, compact_json, data_event
@@ -33,14 +32,6 @@ async def _close(events: AsyncIterator[ResponseEvent]) -> None:
     aclose = getattr(events, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
-def _outcome(error: BaseException) -> str:
-    if isinstance(error, SupersededError):
-        return "superseded"
-    if isinstance(error, asyncio.CancelledError | GeneratorExit):
-        return "cancelled"
-    return "failed"
 
 
 def words(text: str) -> list[str]:
@@ -71,7 +62,7 @@ async def with_fallback(
             logger.warning(
                 "upstream failed before the first token, speaking the fallback: %s", error.message
             )
-            record.outcome, record.error = "fallback", error.message
+            record.spoke_fallback(error.message)
             for event in word_events(text):
                 yield event
             return
@@ -141,22 +132,22 @@ async def stream_chunks(
                 yield data_event(encoder.usage(usage or ZERO_USAGE))
         except ShutdownError:
             # The grace period is over: end the reply where it is, as a normal stream ends.
-            record.outcome = "shutdown"
+            record.outcome = Outcome.SHUTDOWN
             if not finished:
                 yield data_event(encoder.choice({} if role_sent else {"role": "assistant"}, "stop"))
         except APIError as error:
             logger.warning("stream failed after it started: %s", error.message)
-            record.outcome, record.error = _outcome(error), error.message
+            record.ended_by(error, error.message)
             yield data_event(compact_json(error.body()))
         except Exception:  # a bug must still end the stream properly, never cut it mid-way
             logger.exception("stream failed after it started")
-            record.outcome, record.error = "failed", "internal error"
+            record.outcome, record.error = Outcome.FAILED, "internal error"
             body = APIError("The server had an error while streaming.").body()
             yield data_event(compact_json(body))
         before_done()
         yield DONE_FRAME
     except BaseException as error:
-        record.outcome = _outcome(error)
+        record.ended_by(error)
         raise
     finally:
         await _close(events)
@@ -184,9 +175,7 @@ async def collect_completion(
                 for fragment in event.delta.get("tool_calls") or ():
                     _merge_tool_call(tool_calls, fragment)
     except BaseException as error:
-        record.outcome = _outcome(error)
-        if isinstance(error, APIError):
-            record.error = error.message
+        record.ended_by(error, error.message if isinstance(error, APIError) else None)
         raise
     finally:
         await _close(events)

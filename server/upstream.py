@@ -27,18 +27,21 @@ from typing import Any
 
 import aiohttp
 
-from server.control import RequestControl, ShutdownError, SupersededError
-from server.errors import APIError, UpstreamError, UpstreamTimeoutError
+from server.control import RequestControl
+from server.errors import (
+    APIError,
+    ShutdownError,
+    SupersededError,
+    UpstreamEmptyReplyError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    error_for_status,
+)
 from server.redaction import Redactor
 from server.responders import CompletionJob, ResponseEvent
 from server.settings import Settings
 from server.sse_decoder import DONE, OversizedEventError, SSEDecoder, SSEEvent
-from server.upstream_chunks import (
-    MalformedChunkError,
-    UpstreamErrorEvent,
-    chunk_events,
-    is_speakable,
-)
+from server.upstream_chunks import chunk_events, is_speakable
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +63,6 @@ class UpstreamStatusError(Exception):
         self.status_code = status_code
         self.body = body
         self.retry_after = retry_after
-
-
-class UpstreamEmptyReplyError(UpstreamError):
-    """The upstream finished without a word or a tool call."""
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -101,15 +100,13 @@ def client_error(error: BaseException, settings: Settings, redactor: Redactor) -
             )
         detail = _error_detail(error.body)
         message = redactor.redact(str(detail.get("message") or f"HTTP {error.status_code}"))[:500]
-        if 400 <= error.status_code < 500:
-            mapped = APIError(
+        if 400 <= error.status_code < 500:  # relayed with the same status, by class
+            return error_for_status(error.status_code)(
                 f"upstream rejected the request: {message}",
                 param=detail.get("param") if isinstance(detail.get("param"), str) else None,
                 code=detail.get("code") if isinstance(detail.get("code"), str) else None,
+                error_type=str(detail.get("type") or "invalid_request_error"),
             )
-            mapped.status_code = error.status_code
-            mapped.error_type = str(detail.get("type") or "invalid_request_error")
-            return mapped
         return UpstreamError(f"upstream failed with status {error.status_code}: {message}")
     if isinstance(error, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
         return UpstreamTimeoutError(
@@ -128,12 +125,8 @@ def error_kind(error: BaseException) -> str:
         return "timeout"
     if isinstance(error, aiohttp.ClientConnectorError):
         return "connect"
-    if isinstance(error, MalformedChunkError):
-        return "malformed"
-    if isinstance(error, UpstreamErrorEvent):
-        return "error_event"
-    if isinstance(error, UpstreamEmptyReplyError):
-        return "empty_reply"
+    if isinstance(error, APIError):
+        return error.kind
     return "connection"
 
 

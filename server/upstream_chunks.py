@@ -12,18 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from server.errors import UpstreamError
+from server.errors import MalformedChunkError, UpstreamErrorEvent
 from server.responders import ResponseEvent
 
 _TEXT_FIELDS = ("content", "refusal", "reasoning_content")
-
-
-class MalformedChunkError(UpstreamError):
-    """The upstream sent a data line that is not a JSON object."""
-
-
-class UpstreamErrorEvent(UpstreamError):
-    """The upstream streamed an `{"error": …}` event instead of a chunk."""
 
 
 def _strings(source: Any, names: tuple[str, ...]) -> dict[str, str]:
