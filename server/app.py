@@ -25,6 +25,7 @@ from server.model_routing import ModelRouter
 from server.observability import RequestContextMiddleware
 from server.redaction import RedactingFilter, Redactor
 from server.routes import chat, meta, perception, playground, prompts
+from server.services import Services
 from server.settings import Settings, load_settings
 from server.shutdown import disable_sse_starlette_drain, install_drain_on_signals
 from server.upstream import UpstreamResponder
@@ -32,35 +33,46 @@ from server.upstream import UpstreamResponder
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
+    # Loaded (and test-rendered) here, so a broken user template stops start-up with its name.
+    templates = TemplateLibrary(settings.prompts_dir)
+    templates.get(settings.prompt)
+    lag = LoopLagMonitor(settings.max_loop_lag_seconds)
+    gate = ConcurrencyGate(settings.max_concurrent_streams, lag)
+    metrics = Metrics(active_streams=lambda: gate.active)
+    upstream = (
+        UpstreamResponder(settings, on_error=metrics.upstream_errors_by_kind)
+        if settings.upstream_base_url
+        else None
+    )
+    app_services = Services(
+        settings=settings,
+        templates=templates,
+        metrics=metrics,
+        gate=gate,
+        lag=lag,
+        conversations=ConversationRegistry(),
+        responder=ModelRouter(
+            EchoResponder(settings.echo_model, settings.echo_word_delay_ms), upstream
+        ),
+        prepare_limiter=anyio.CapacityLimiter(1),
+        started_at=int(time.time()),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        echo = EchoResponder(settings.echo_model, settings.echo_word_delay_ms)
-        upstream = (
-            UpstreamResponder(settings, on_error=metrics.upstream_errors_by_kind)
-            if settings.upstream_base_url
-            else None
-        )
-        router = ModelRouter(echo, upstream)
-        app.state.responder = router
-        app.state.loop = asyncio.get_running_loop()  # for diagnostics (task counts in tests)
-        registry = ConversationRegistry()
-        app.state.conversations = registry
-        install_drain_on_signals(registry, settings.shutdown_grace_seconds)
+        app_services.loop = asyncio.get_running_loop()
+        await app_services.responder.start()  # the upstream's HTTP session binds to this loop
+        install_drain_on_signals(app_services.conversations, settings.shutdown_grace_seconds)
         redacting = RedactingFilter(Redactor(settings.secrets()))
         handlers = logging.getLogger().handlers + logging.getLogger("uvicorn").handlers
         for handler in handlers:  # a second line of defence: sources redact already
             handler.addFilter(redacting)
-        app.state.gate = gate
         lag.start()
-        # One thread prepares large bodies: with the GIL, more threads only make the event loop
-        # wait longer for its turn (8 gave /healthz a p99 of 460 ms under 4 MB bodies, 1: 34 ms).
-        app.state.prepare_limiter = anyio.CapacityLimiter(1)
         try:
             yield
         finally:
             lag.stop()
-            await router.aclose()  # closes the pooled upstream connections
+            await app_services.responder.aclose()  # closes the pooled upstream connections
             for handler in handlers:
                 handler.removeFilter(redacting)
 
@@ -76,17 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.state.settings = settings
+    app.state.services = app_services
     disable_sse_starlette_drain()
-    lag = LoopLagMonitor(settings.max_loop_lag_seconds)
-    gate = ConcurrencyGate(settings.max_concurrent_streams, lag)
-    metrics = Metrics(active_streams=lambda: gate.active)
-    app.state.metrics = metrics
-    # Loaded (and test-rendered) here, so a broken user template stops start-up with its name.
-    library = TemplateLibrary(settings.prompts_dir)
-    library.get(settings.prompt)
-    app.state.templates = library
-    app.state.started_at = int(time.time())
     install_error_handlers(app)
     app.include_router(chat.router)
     app.include_router(meta.router)

@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from server.errors import AuthenticationError
+from server.services import services
 from server.settings import Settings
 
 
 def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
+    settings: Settings = services(request).settings
     return settings
 
 

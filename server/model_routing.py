@@ -33,6 +33,10 @@ class ModelRouter:
         upstream = self.upstream.served_models() if self.upstream else []
         return [*upstream, *self.echo.served_models()]
 
+    async def start(self) -> None:
+        if self.upstream is not None:
+            await self.upstream.start()
+
     async def aclose(self) -> None:
         if self.upstream is not None:
             await self.upstream.aclose()

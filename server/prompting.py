@@ -15,6 +15,7 @@ from perception import Conversation
 from prompts.render import RenderedPrompt, render_prompt
 from prompts.templates import PromptTemplate, TemplateError, TemplateLibrary
 from server.errors import InvalidRequestError
+from server.services import services
 from server.settings import Settings
 
 PROMPT_FIELD = "prompt"
@@ -38,8 +39,8 @@ def chosen_template_name(body: dict[str, Any], request: Request, settings: Setti
 
 
 def chosen_template(body: dict[str, Any], request: Request) -> PromptTemplate:
-    library: TemplateLibrary = request.app.state.templates
-    name = chosen_template_name(body, request, request.app.state.settings)
+    library: TemplateLibrary = services(request).templates
+    name = chosen_template_name(body, request, services(request).settings)
     try:
         return library.get(name)
     except TemplateError as error:
@@ -49,7 +50,7 @@ def chosen_template(body: dict[str, Any], request: Request) -> PromptTemplate:
 def render_for_request(
     body: dict[str, Any], request: Request, conversation: Conversation
 ) -> RenderedPrompt:
-    settings: Settings = request.app.state.settings
+    settings: Settings = services(request).settings
     return render_prompt(
         conversation,
         body["messages"],

@@ -14,8 +14,8 @@ class itself (what uvicorn instantiates per connection, `uvicorn.run(http=...)`)
 - a cap on open connections per process: past it a new connection is closed at once, so idle
   sockets cannot exhaust the file limit (serve raises the soft `RLIMIT_NOFILE` above the cap).
 
-The limits come from the app's settings (`app.state.settings`), found through uvicorn's loaded
-app, so the same class works for `serve`, `--workers` and the in-process test server.
+The limits come from the app's settings (its `Services`), found through uvicorn's loaded app,
+so the same class works for `serve`, `--workers` and the in-process test server.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from server.errors import RateLimitError
+from server.services import Services
 
 logger = logging.getLogger(__name__)
 HEALTHY = (
@@ -39,16 +40,16 @@ HEALTHY = (
 COMPLETION_PATHS = frozenset({b"/v1/chat/completions", b"/chat/completions"})
 
 
-def _state_of(app: Any) -> Any:
-    """`app.state` of the FastAPI app inside uvicorn's middleware wrappers."""
+def _services_of(app: Any) -> Services:
+    """The services of the FastAPI app inside uvicorn's middleware wrappers."""
     for _ in range(16):
-        state = getattr(app, "state", None)
-        if getattr(state, "settings", None) is not None:
-            return state
+        found = getattr(getattr(app, "state", None), "services", None)
+        if isinstance(found, Services):
+            return found
         app = getattr(app, "app", None)
         if app is None:
             break
-    raise RuntimeError("GuardedHttpProtocol needs an app whose state holds `settings`")
+    raise RuntimeError("GuardedHttpProtocol needs an app built by create_app")
 
 
 def _too_many_requests(error: RateLimitError) -> bytes:
@@ -64,8 +65,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._shared = _state_of(self.app)
-        settings = self._shared.settings
+        self._services = _services_of(self.app)
+        settings = self._services.settings
         self.header_timeout: float = settings.header_timeout_seconds
         self.body_timeout: float = settings.body_timeout_seconds
         self.max_header_bytes: int = settings.max_header_bytes
@@ -152,8 +153,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         # Refusing here, before an ASGI task exists or the body is read, costs a tenth of a
         # refusal through the app: under overload, shedding must be cheaper than serving, or
         # clients retrying 429s in a loop keep the process saturated.
-        gate = getattr(self._shared, "gate", None)
-        return None if gate is None else gate.refusal()
+        return self._services.gate.refusal()
 
     def _answer_health_check(self) -> None:
         # Answered here, in the callback that read the request, without an ASGI task: a load

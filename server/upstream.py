@@ -192,8 +192,8 @@ class UpstreamResponder:
     def __init__(
         self, settings: Settings, on_error: Callable[[str], None] = lambda kind: None
     ) -> None:
-        """Create in a running event loop (the app's lifespan): the session binds to it.
-        `on_error` is told the kind of every upstream failure (for metrics)."""
+        """`on_error` is told the kind of every upstream failure (for metrics); `start()` opens
+        the connection pool in the serving loop."""
         self.settings = settings
         self.on_error = on_error
         self.redactor = Redactor(settings.secrets())
@@ -207,21 +207,32 @@ class UpstreamResponder:
             **({"Authorization": f"Bearer {key}"} if key else {}),
             **settings.upstream_headers,
         }
-        self.session = aiohttp.ClientSession(
+        self._session: aiohttp.ClientSession | None = None
+        self._draining: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Open the pooled HTTP session; in the serving loop (an aiohttp session binds to it)."""
+        self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=1000, keepalive_timeout=30),
             timeout=aiohttp.ClientTimeout(
                 total=None,
-                connect=settings.upstream_connect_timeout_seconds,
-                sock_read=settings.idle_timeout_seconds + 1,  # our own idle deadline fires first
+                connect=self.settings.upstream_connect_timeout_seconds,
+                sock_read=self.settings.idle_timeout_seconds + 1,  # our idle deadline fires first
             ),
         )
-        self._draining: set[asyncio.Task[None]] = set()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("UpstreamResponder.start() was not awaited")
+        return self._session
 
     async def aclose(self) -> None:
         for task in self._draining:
             task.cancel()
         await asyncio.gather(*self._draining, return_exceptions=True)
-        await self.session.close()
+        if self._session is not None:
+            await self._session.close()
 
     async def _send(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
         """POST the request; an error or redirect status raises `UpstreamStatusError`."""

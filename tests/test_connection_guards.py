@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from server.services import services
 from tests.conftest import make_settings
 from tests.live import LiveServer, live_server
 
@@ -62,7 +63,7 @@ def test_a_slow_body_is_closed_at_the_body_deadline(server: LiveServer) -> None:
         )
         answer = read_all(sock)
     assert answer.startswith(b"HTTP/1.1 408") or answer == b""
-    assert server.app.state.gate.active == 0
+    assert services(server.app).gate.active == 0
 
 
 @pytest.mark.parametrize("finished", [False, True], ids=["unfinished", "complete"])

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from server.services import services
 from tests.conftest import make_settings
 from tests.fake_upstream import FakeUpstream, Reply, chunk, text_reply
 from tests.live import LiveServer, live_server
@@ -39,7 +40,9 @@ def task_count(server: LiveServer, at_most: int = 0, tries: int = 2000) -> int:
             lowest = min(lowest, len(asyncio.all_tasks()) - 1)
         return lowest
 
-    return asyncio.run_coroutine_threadsafe(count(), server.app.state.loop).result(10)
+    loop = services(server.app).loop
+    assert loop is not None
+    return asyncio.run_coroutine_threadsafe(count(), loop).result(10)
 
 
 def stream(url: str) -> list[Any]:
@@ -82,8 +85,8 @@ def assert_nothing_leaked(server: LiveServer, fake: FakeUpstream, baseline: int)
     fake.script = [text_reply("settle")]
     assert text_of(stream(server.url)) == "settle"  # sequential: earlier cleanups have run
     assert task_count(server, at_most=baseline) == baseline
-    assert server.app.state.gate.active == 0
-    assert len(server.app.state.conversations._all) == 0
+    assert services(server.app).gate.active == 0
+    assert len(services(server.app).conversations._all) == 0
     assert fake.open_connections <= 1  # the pooled one, reused by the next request
 
 
@@ -146,7 +149,7 @@ def test_refused_connections_have_a_defined_outcome_and_leak_nothing() -> None:
             assert response.status_code == 502
         stream(server.url)
         assert task_count(server, at_most=baseline) == baseline
-        assert server.app.state.gate.active == 0
+        assert services(server.app).gate.active == 0
 
 
 def test_abandoned_streams_leak_nothing(server: LiveServer, fake: FakeUpstream) -> None:

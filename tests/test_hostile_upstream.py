@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from server.services import services
 from tests.conftest import make_settings
 from tests.fake_upstream import FakeUpstream, Reply, chunk, text_reply
 from tests.live import LiveServer, live_server
@@ -82,7 +83,7 @@ def test_a_client_that_leaves_stops_a_flooding_upstream(fake: FakeUpstream) -> N
                 next(line for line in response.iter_lines() if line.startswith("data: {"))
             request = fake.wait_for_requests(count + 1)
             assert request.gone.wait(5), "the upstream connection was never closed"
-        assert server.app.state.gate.active == 0
+        assert services(server.app).gate.active == 0
 
 
 @pytest.mark.parametrize(
@@ -169,7 +170,7 @@ def test_a_client_that_never_reads_is_cut_off_by_the_send_deadline(fake: FakeUps
         try:
             # Never read: the server's writes block, and the send deadline must free everything.
             assert fake.wait_for_requests(1).gone.wait(15), "upstream kept streaming to nobody"
-            assert server.app.state.gate.active == 0
+            assert services(server.app).gate.active == 0
         finally:
             client.close()
 

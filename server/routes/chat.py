@@ -31,6 +31,7 @@ from server.prompting import render_for_request
 from server.request_log import CompletionRecord
 from server.responders import CompletionJob, Responder
 from server.schemas import ChatCompletionRequest, inline_schema
+from server.services import services
 from server.settings import Settings
 from server.streaming import collect_completion, prefetched, stream_chunks, with_fallback
 
@@ -101,18 +102,18 @@ OFF_LOOP_BODY_BYTES = 256 * 1024
 
 
 async def chat_completions(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+    settings: Settings = services(request).settings
     require_api_key(request, settings)
     require_json_content_type(request)
     raw = await request.body()
-    gate: ConcurrencyGate = request.app.state.gate
+    gate: ConcurrencyGate = services(request).gate
     # The slot is taken before the work, so a flood of large bodies is refused with 429 instead of
     # queueing CPU work; from here on `finished` (or the except below) must run exactly once.
     gate.enter()
     try:
         if len(raw) > OFF_LOOP_BODY_BYTES:
             prepared = await anyio.to_thread.run_sync(
-                prepare_request, raw, request, settings, limiter=request.app.state.prepare_limiter
+                prepare_request, raw, request, settings, limiter=services(request).prepare_limiter
             )
         else:
             prepared = prepare_request(raw, request, settings)
@@ -121,7 +122,7 @@ async def chat_completions(request: Request) -> Response:
         raise
     body, completion_request = prepared.body, prepared.completion_request
     conversation, rendered = prepared.conversation, prepared.rendered
-    registry: ConversationRegistry = request.app.state.conversations
+    registry: ConversationRegistry = services(request).conversations
     control = registry.start(request.headers)
     job = CompletionJob(
         request=completion_request,
@@ -130,7 +131,7 @@ async def chat_completions(request: Request) -> Response:
         prompt_messages=rendered.messages,
         control=control,
     )
-    responder: Responder = request.app.state.responder
+    responder: Responder = services(request).responder
     encoder = ChunkEncoder(model=responder.model_for(job))
     CONVERSATION_ID.set(log_safe(control.conversation_id))
     record = CompletionRecord(
@@ -141,7 +142,7 @@ async def chat_completions(request: Request) -> Response:
         stream=completion_request.stream,
         prompt_tokens=rendered.prompt_tokens,
     )
-    metrics: Metrics = request.app.state.metrics
+    metrics: Metrics = services(request).metrics
 
     done = False
 

@@ -10,13 +10,14 @@ from starlette.responses import Response
 
 from server.auth import AuthDep
 from server.responders import Responder
+from server.services import services
 
 router = APIRouter()
 
 
 async def list_models(request: Request) -> dict[str, Any]:
-    responder: Responder = request.app.state.responder
-    created = request.app.state.started_at
+    responder: Responder = services(request).responder
+    created = services(request).started_at
     return {
         "object": "list",
         "data": [
@@ -44,7 +45,7 @@ for path in ("/v1/models", "/models"):
     response_class=Response,
 )
 async def metrics(request: Request) -> Response:
-    registry = request.app.state.metrics.registry
+    registry = services(request).metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -13,13 +13,14 @@ from server.body import read_json_object, validate_body
 from server.prompting import render_for_request
 from server.routes.chat import REQUEST_BODY_SCHEMA
 from server.schemas import ChatCompletionRequest
+from server.services import services
 
 router = APIRouter(dependencies=[AuthDep])
 
 
 @router.get("/v1/prompts", summary="List the prompt templates with their descriptions")
 async def list_prompts(request: Request, settings: SettingsDep) -> dict[str, Any]:
-    library: TemplateLibrary = request.app.state.templates
+    library: TemplateLibrary = services(request).templates
     return {
         "object": "list",
         "default": settings.prompt,
