@@ -5,14 +5,32 @@ A pure library (stdlib + pydantic, no I/O): `parse_messages(messages)` returns a
 conversation with perception removed, and any issues found. See README "Perception".
 """
 
-from perception.models import Conversation, Observation, ParseIssue, Snapshot
+from perception.models import (
+    FIELD_NAMES,
+    INSTRUCTION_ROLES,
+    Conversation,
+    Observation,
+    ParseIssue,
+    PerceptionFields,
+    Snapshot,
+)
 from perception.parser import DEFAULT_MAX_FIELD_CHARS, parse_messages
+from perception.raven import UNPARSED_KEY
+from perception.tags import neutralise_markup
+from perception.text import message_text, strip_invisible
 
 __all__ = [
     "DEFAULT_MAX_FIELD_CHARS",
+    "FIELD_NAMES",
+    "INSTRUCTION_ROLES",
+    "UNPARSED_KEY",
     "Conversation",
     "Observation",
     "ParseIssue",
+    "PerceptionFields",
     "Snapshot",
+    "message_text",
+    "neutralise_markup",
     "parse_messages",
+    "strip_invisible",
 ]

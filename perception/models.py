@@ -1,4 +1,4 @@
-"""The parsed, structured view of a Tavus conversation (the public shape of issue 3).
+"""The parsed, structured view of a Tavus conversation (the public shape `parse` returns).
 
 Internal models are strict and frozen (extra fields forbidden) so that what the parser returns
 is exactly what the README documents. Everything is JSON-serialisable with `model_dump()`.

@@ -1,4 +1,4 @@
-"""Render a parsed conversation into the messages the response model receives (issue 4).
+"""Render a parsed conversation into the messages the response model receives.
 
 Templates are files (`templates/*.j2`); perception goes into a nonce-fenced data block in the
 latest user turn; the context budget is applied; `render_prompt` is the entry point.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from perception.models import INSTRUCTION_ROLES
+from perception import INSTRUCTION_ROLES
 from prompts.tokens import estimate_message_tokens
 
 

@@ -15,8 +15,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from perception.tags import neutralise_markup
-from perception.text import strip_invisible
+from perception import neutralise_markup, strip_invisible
 
 _OPEN, _CLOSE = "\u27e6", "\u27e7"  # ⟦ ⟧ : rare in real text, and removed from fenced text
 _BRACKET_LOOKALIKES = str.maketrans(

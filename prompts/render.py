@@ -19,8 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from perception import Conversation
-from perception.models import INSTRUCTION_ROLES
+from perception import INSTRUCTION_ROLES, Conversation
 from prompts.budget import drop_oldest_turns, last_user_index
 from prompts.fence import Fence, escape_fenced, new_fence
 from prompts.templates import PromptTemplate

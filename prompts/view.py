@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from perception import Conversation
-from perception.models import FIELD_NAMES, PerceptionFields
-from perception.raven import UNPARSED_KEY
+from perception import FIELD_NAMES, UNPARSED_KEY, Conversation, PerceptionFields
 from prompts.fence import Fence, escape_fenced
 
 LABELS = {

@@ -8,7 +8,7 @@ A scenario is JSON (see scenarios/library/ and the README):
      "turns": [{"user": "...", "appearance": "...", "emotions": "...", "screen": "...",
                 "audio": "...", "visual_scene": "...", "perception": "...", "tool_result": "..."}]}
 
-Encoding follows DESIGN.md: raven puts a system message of `<user_*>` blocks right before the
+Encoding follows what Tavus sends: raven puts a system message of `<user_*>` blocks right before the
 user turn; raven-1 adds a leading `<user_audio_analysis>` to the user turn; Basic sends
 `USER_SPEECH: … VISUAL_SCENE: …` (the first turn without a prefix); off sends plain speech.
 """

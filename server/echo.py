@@ -11,11 +11,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from perception import Conversation, Snapshot
-from perception.text import message_text
+from perception import Conversation, Snapshot, message_text
 from prompts import estimate_message_tokens, estimate_tokens
-from server.responders import CompletionJob, ResponseEvent
-from server.streaming import words
+from server.responders import CompletionJob, ResponseEvent, words
 
 _SPEECH_LIMIT = 400  # quoting a whole pasted essay back is not useful in a voice reply
 

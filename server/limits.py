@@ -1,4 +1,4 @@
-"""Request limits (issue 7): body size, messages, characters, tools, concurrent completions.
+"""Request limits: body size, messages, characters, tools, concurrent completions.
 
 The body limit is a plain ASGI middleware (Starlette's `BaseHTTPMiddleware` would hide client
 disconnects): it refuses a declared `Content-Length` over the limit before reading anything and
@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from perception.text import message_text
+from perception import message_text
 from server.errors import InvalidRequestError, PayloadTooLargeError, RateLimitError, error_body
 from server.schemas import ChatCompletionRequest
 from server.settings import Settings

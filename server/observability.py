@@ -1,4 +1,4 @@
-"""Request ids, log context and log formats (issue 7).
+"""Request ids, log context and log formats.
 
 `RequestContextMiddleware` is plain ASGI (Starlette's `BaseHTTPMiddleware` hides disconnects):
 it honours an incoming `x-request-id` if it is a safe token (letters, digits, `._:-`, at most

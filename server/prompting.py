@@ -1,6 +1,6 @@
 """Choosing a prompt template per request and rendering the response model's messages.
 
-Precedence (issue 4), each a place a Tavus persona can set it: body field `prompt`
+Precedence, each a place a Tavus persona can set it: body field `prompt`
 (`extra_body`), header `X-Prompt-Template` (`headers`), query `?prompt=` (`default_query`), then
 the `PERCEPTION_LLM_PROMPT` setting. `prompt` is our knob: it is never forwarded upstream.
 """

@@ -7,6 +7,7 @@ tool-call fragments pass through exactly), a `finish_reason`, or `usage`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -44,3 +45,11 @@ class Responder(Protocol):
         ...
 
     def served_models(self) -> list[str]: ...
+
+
+_WORD_RE = re.compile(r"\s*\S+\s*")
+
+
+def words(text: str) -> list[str]:
+    """`text` in word-sized pieces (each with its following whitespace) that join back to it."""
+    return _WORD_RE.findall(text)

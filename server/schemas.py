@@ -79,3 +79,12 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
 
     resolved: dict[str, Any] = resolve(schema)
     return resolved
+
+
+# The chat-completions body, inlined in the OpenAPI schema of the routes that read one raw.
+REQUEST_BODY_SCHEMA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": inline_schema(ChatCompletionRequest)}},
+    }
+}

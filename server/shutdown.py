@@ -1,4 +1,4 @@
-"""Graceful shutdown (issue 7): on SIGTERM, in-flight streams get a grace period, then end
+"""Graceful shutdown: on SIGTERM, in-flight streams get a grace period, then end
 with a finish chunk and `data: [DONE]`; nothing is cut mid-frame.
 
 uvicorn already stops accepting and waits for open responses. Two things stand in the way and

@@ -1,6 +1,6 @@
 """Turns a responder's events into the OpenAI wire format: SSE chunks, or one completion.
 
-The contract (issue 2): every chunk shares id/created/model, the first delta carries
+The OpenAI contract: every chunk shares id/created/model, the first delta carries
 `role: "assistant"`, exactly one chunk has a `finish_reason`, a usage chunk (no choices) comes
 only when asked for, and the stream always ends with `data: [DONE]`. An error after the stream
 has started becomes a `data: {"error": …}` event followed by `[DONE]` (what openai-python raises
@@ -11,7 +11,6 @@ iterator at once so upstream work stops, and the request's record is logged eith
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,24 +18,18 @@ from server.chunks import ChunkEncoder
 from server.errors import APIError, ShutdownError, SupersededError
 from server.outcome import Outcome
 from server.request_log import CompletionRecord
-from server.responders import ResponseEvent
+from server.responders import ResponseEvent, words
 from server.sse import DONE_FRAME, compact_json, data_event
 
 logger = logging.getLogger(__name__)
 
 ZERO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-_WORD_RE = re.compile(r"\s*\S+\s*")
 
 
 async def _close(events: AsyncIterator[ResponseEvent]) -> None:
     aclose = getattr(events, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
-def words(text: str) -> list[str]:
-    """`text` in word-sized pieces (each with its following whitespace) that join back to it."""
-    return _WORD_RE.findall(text)
 
 
 def word_events(text: str) -> list[ResponseEvent]:

@@ -16,18 +16,14 @@ or logged; redirects are never followed (they would carry our key and the conver
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
 
-from server.control import RequestControl
 from server.errors import (
     APIError,
     ShutdownError,
@@ -35,13 +31,19 @@ from server.errors import (
     UpstreamEmptyReplyError,
     UpstreamError,
     UpstreamTimeoutError,
-    error_for_status,
 )
 from server.redaction import Redactor
 from server.responders import CompletionJob, ResponseEvent
 from server.settings import Settings
-from server.sse_decoder import DONE, OversizedEventError, SSEDecoder, SSEEvent
-from server.upstream_chunks import chunk_events, is_speakable
+from server.upstream_chunks import is_speakable
+from server.upstream_events import UpstreamEvents
+from server.upstream_failures import (
+    UpstreamStatusError,
+    client_error,
+    error_kind,
+    retry_after_seconds,
+    retryable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,137 +55,6 @@ USAGE_WAIT_SECONDS = 0.25
 # After `[DONE]`, the rest of the body (the chunked terminator) is read in the background, so
 # the connection goes back to the pool without delaying the reply's end.
 DRAIN_SECONDS = 1.0
-
-
-class UpstreamStatusError(Exception):
-    """The upstream answered with an HTTP error (or redirect) status."""
-
-    def __init__(self, status_code: int, body: Any, retry_after: float | None = None) -> None:
-        super().__init__(f"upstream status {status_code}")
-        self.status_code = status_code
-        self.body = body
-        self.retry_after = retry_after
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """`Retry-After` as seconds from now (delta-seconds or an HTTP date); None when absent."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _error_detail(body: Any) -> dict[str, Any]:
-    if isinstance(body, dict):
-        detail = body.get("error", body)
-        if isinstance(detail, dict):
-            return detail
-    return {}
-
-
-def client_error(error: BaseException, settings: Settings, redactor: Redactor) -> APIError:
-    """What the client sees for an upstream failure (never one of our secrets)."""
-    if isinstance(error, APIError):
-        return error
-    if isinstance(error, UpstreamStatusError):
-        if 300 <= error.status_code < 400:
-            return UpstreamError(
-                f"upstream answered with a redirect (HTTP {error.status_code}); redirects are "
-                "not followed: set PERCEPTION_LLM_UPSTREAM_BASE_URL to the final URL"
-            )
-        detail = _error_detail(error.body)
-        message = redactor.redact(str(detail.get("message") or f"HTTP {error.status_code}"))[:500]
-        if 400 <= error.status_code < 500:  # relayed with the same status, by class
-            return error_for_status(error.status_code)(
-                f"upstream rejected the request: {message}",
-                param=detail.get("param") if isinstance(detail.get("param"), str) else None,
-                code=detail.get("code") if isinstance(detail.get("code"), str) else None,
-                error_type=str(detail.get("type") or "invalid_request_error"),
-            )
-        return UpstreamError(f"upstream failed with status {error.status_code}: {message}")
-    if isinstance(error, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
-        return UpstreamTimeoutError(
-            f"upstream gave no token within {settings.first_token_timeout_seconds:g}s"
-        )
-    if isinstance(error, aiohttp.ClientConnectorError):
-        return UpstreamError("cannot reach the upstream model")
-    return UpstreamError(f"connection to the upstream model failed ({type(error).__name__})")
-
-
-def error_kind(error: BaseException) -> str:
-    """A short label for metrics: status_5xx, timeout, connect, malformed, ..."""
-    if isinstance(error, UpstreamStatusError):
-        return f"status_{error.status_code // 100}xx"
-    if isinstance(error, TimeoutError):
-        return "timeout"
-    if isinstance(error, aiohttp.ClientConnectorError):
-        return "connect"
-    if isinstance(error, APIError):
-        return error.kind
-    return "connection"
-
-
-def _retryable(error: BaseException) -> bool:
-    if isinstance(error, SupersededError | UpstreamEmptyReplyError):
-        return False
-    if isinstance(error, UpstreamStatusError):
-        return error.status_code >= 500 or error.status_code in (408, 409, 429)
-    return isinstance(error, aiohttp.ClientError | UpstreamError)
-
-
-class _Events:
-    """The upstream's events, read under the request's deadlines without holding the loop.
-
-    aiohttp hands back data that is already buffered without suspending, so a fast upstream could
-    keep this task running forever: a cancellation (the client left) or a deadline would never
-    land. Every network read is therefore followed by `asyncio.sleep(0)`, and deadlines are
-    checked explicitly between reads; comments and blank lines never count as progress.
-    """
-
-    def __init__(self, response: aiohttp.ClientResponse, control: RequestControl) -> None:
-        self.response = response
-        self.control = control
-        self.decoder = SSEDecoder()
-        self.pending: deque[SSEEvent] = deque()
-        self.done = False  # `[DONE]` seen
-        self.eof = False  # the body ended
-
-    async def _read(self, deadline: float) -> None:
-        if asyncio.get_running_loop().time() >= deadline:
-            raise TimeoutError
-        data = await self.control.wait(self.response.content.readany(), deadline)
-        try:
-            if data:
-                self.pending.extend(self.decoder.feed(data))
-            else:
-                self.eof = True
-                self.pending.extend(self.decoder.flush())
-        except OversizedEventError as error:
-            raise UpstreamError(f"upstream sent an oversized event ({error})") from None
-        await asyncio.sleep(0)
-
-    async def next_events(self, deadline: float) -> list[ResponseEvent] | None:
-        """The next non-empty batch of events; None at `[DONE]` or the end of the body."""
-        while not self.done:
-            while self.pending:
-                payload = self.pending.popleft().data
-                if payload == DONE:
-                    self.done = True
-                    return None
-                events = chunk_events(payload)
-                if events:
-                    return events
-            if self.eof:
-                return None
-            await self._read(deadline)
-        return None
 
 
 class UpstreamResponder:
@@ -295,7 +166,9 @@ class UpstreamResponder:
         if not task.cancelled():
             task.exception()  # retrieved: a failed drain only closed a connection
 
-    async def _first_speakable(self, events: _Events, deadline: float) -> list[ResponseEvent]:
+    async def _first_speakable(
+        self, events: UpstreamEvents, deadline: float
+    ) -> list[ResponseEvent]:
         """Events up to and including the first with text or a tool call."""
         held: list[ResponseEvent] = []
         while True:
@@ -312,7 +185,7 @@ class UpstreamResponder:
 
     async def _open(
         self, stack: AsyncExitStack, job: CompletionJob, deadline: float
-    ) -> tuple[_Events, list[ResponseEvent]]:
+    ) -> tuple[UpstreamEvents, list[ResponseEvent]]:
         """Connect and read up to the first token, retrying once within the deadline."""
         loop = asyncio.get_running_loop()
         body = self.request_body(job)
@@ -321,7 +194,7 @@ class UpstreamResponder:
             try:
                 response = await job.control.wait(self._send(body), deadline)
                 attempt_stack.callback(response.close)  # a no-op once released
-                events = _Events(response, job.control)
+                events = UpstreamEvents(response, job.control)
                 first = await self._first_speakable(events, deadline)
                 stack.push_async_exit(attempt_stack)
                 return events, first
@@ -329,7 +202,7 @@ class UpstreamResponder:
                 await attempt_stack.aclose()
                 if not isinstance(error, SupersededError | asyncio.CancelledError):
                     self.on_error(error_kind(error))
-                if attempt == 2 or not _retryable(error):
+                if attempt == 2 or not retryable(error):
                     raise
                 wait = error.retry_after if isinstance(error, UpstreamStatusError) else None
                 if wait is not None and loop.time() + wait >= deadline:

@@ -30,7 +30,7 @@ from server.observability import CONVERSATION_ID, log_safe
 from server.prompting import render_for_request
 from server.request_log import CompletionRecord
 from server.responders import CompletionJob, Responder
-from server.schemas import ChatCompletionRequest, inline_schema
+from server.schemas import REQUEST_BODY_SCHEMA, ChatCompletionRequest
 from server.services import services
 from server.settings import Settings
 from server.streaming import collect_completion, prefetched, stream_chunks, with_fallback
@@ -40,12 +40,6 @@ from server.streaming import collect_completion, prefetched, stream_chunks, with
 logger = logging.getLogger(__name__)
 router = APIRouter()
 
-REQUEST_BODY_SCHEMA: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": inline_schema(ChatCompletionRequest)}},
-    }
-}
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 

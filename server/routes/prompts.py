@@ -11,8 +11,7 @@ from prompts.templates import TemplateLibrary
 from server.auth import AuthDep, SettingsDep
 from server.body import read_json_object, validate_body
 from server.prompting import render_for_request
-from server.routes.chat import REQUEST_BODY_SCHEMA
-from server.schemas import ChatCompletionRequest
+from server.schemas import REQUEST_BODY_SCHEMA, ChatCompletionRequest
 from server.services import services
 
 router = APIRouter(dependencies=[AuthDep])
