@@ -9,10 +9,8 @@ still counted in flight, and the upstream sees no connection left open but the p
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -21,9 +19,9 @@ from server.services import services
 from tests.conftest import make_settings
 from tests.fake_upstream import FakeUpstream, Reply, chunk, text_reply
 from tests.live import LiveServer, live_server
+from tests.streams import BODY, stream, text_of
 
 FALLBACK = "One moment please."
-BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 REPEATS = 5
 
 
@@ -43,22 +41,6 @@ def task_count(server: LiveServer, at_most: int = 0, tries: int = 2000) -> int:
     loop = services(server.app).loop
     assert loop is not None
     return asyncio.run_coroutine_threadsafe(count(), loop).result(10)
-
-
-def stream(url: str) -> list[Any]:
-    with httpx.stream(
-        "POST", url + "/v1/chat/completions", json={**BODY, "stream": True}, timeout=20
-    ) as response:
-        assert response.status_code == 200
-        lines = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
-    assert lines[-1] == "[DONE]"
-    return [json.loads(line) for line in lines[:-1]]
-
-
-def text_of(payloads: list[Any]) -> str:
-    return "".join(
-        p["choices"][0]["delta"].get("content") or "" for p in payloads if p.get("choices")
-    )
 
 
 @pytest.fixture

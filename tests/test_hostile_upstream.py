@@ -19,10 +19,10 @@ import pytest
 from server.services import services
 from tests.conftest import make_settings
 from tests.fake_upstream import FakeUpstream, Reply, chunk, text_reply
-from tests.live import LiveServer, live_server
+from tests.live import live_server
+from tests.streams import BODY, error_of, stream, text_of
 
 FALLBACK = "One moment please."
-BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 SECRET = "sk-test-SECRET-4f9a1c"
 AZURE_SECRET = "azure-SECRET-77d0"
 
@@ -42,27 +42,6 @@ def serve(fake: FakeUpstream, **overrides: Any) -> Any:
         **overrides,
     }
     return live_server(make_settings(**settings))
-
-
-def stream(server: LiveServer, timeout: float = 20) -> list[Any]:
-    with httpx.stream(
-        "POST", server.url + "/v1/chat/completions", json={**BODY, "stream": True}, timeout=timeout
-    ) as response:
-        assert response.status_code == 200
-        lines = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
-    assert lines[-1] == "[DONE]"
-    return [json.loads(line) for line in lines[:-1]]
-
-
-def text_of(payloads: list[Any]) -> str:
-    return "".join(
-        p["choices"][0]["delta"].get("content") or "" for p in payloads if p.get("choices")
-    )
-
-
-def error_of(payloads: list[Any]) -> str | None:
-    last = payloads[-1] if payloads else {}
-    return last["error"]["message"] if "error" in last else None
 
 
 def test_a_client_that_leaves_stops_a_flooding_upstream(fake: FakeUpstream) -> None:
@@ -97,7 +76,7 @@ def test_comment_and_blank_line_floods_are_not_progress(
     steps: list[tuple[str, Any]] = [] if before_first_token else [("data", chunk({"content": "a"}))]
     fake.script = [Reply(steps=[*steps, ("flood", flood)])]
     with serve(fake) as server:
-        payloads = stream(server)
+        payloads = stream(server.url)
         health = httpx.get(server.url + "/healthz", timeout=5)
     assert health.status_code == 200
     if before_first_token:
@@ -114,7 +93,7 @@ def test_redirects_are_never_followed(fake: FakeUpstream, status: int) -> None:
             Reply(status=status, headers={"Location": elsewhere.base_url + "/chat/completions"})
         ]
         with serve(fake, upstream_headers={"api-key": AZURE_SECRET}) as server:
-            assert text_of(stream(server)) == FALLBACK
+            assert text_of(stream(server.url)) == FALLBACK
             answer = httpx.post(
                 server.url + "/v1/chat/completions", json={**BODY, "stream": False}, timeout=10
             )
@@ -138,7 +117,7 @@ def test_upstream_error_text_never_carries_our_secrets(
                 steps=[("data", chunk({"content": "a"})), ("data", {"error": {"message": echoed}})]
             )
         ]
-        payloads = stream(server)
+        payloads = stream(server.url)
     assert rejected.status_code == 401
     assert "[redacted]" in rejected.json()["error"]["message"]
     assert "[redacted]" in (error_of(payloads) or "")
@@ -149,7 +128,7 @@ def test_upstream_error_text_never_carries_our_secrets(
 def test_a_trickling_upstream_meets_the_total_deadline(fake: FakeUpstream) -> None:
     fake.script = [text_reply(*[f"w{i} " for i in range(100)], gap=0.2)]
     with serve(fake, total_timeout_seconds=1.0) as server:
-        payloads = stream(server)
+        payloads = stream(server.url)
     assert "longer than 1s" in (error_of(payloads) or "")
     assert 2 <= len(text_of(payloads).split()) < 10
 
@@ -190,7 +169,7 @@ def test_finish_reason_then_a_held_connection_ends_the_reply(
     ]
     with serve(fake, idle_timeout_seconds=5.0) as server:
         if stream_reply:
-            payloads = stream(server, timeout=3)
+            payloads = stream(server.url, timeout=3)
             assert text_of(payloads) == "done" and error_of(payloads) is None
         else:
             answer = httpx.post(
@@ -207,7 +186,7 @@ def test_done_then_a_held_connection_ends_the_reply(fake: FakeUpstream) -> None:
         )
     ]
     with serve(fake, idle_timeout_seconds=5.0) as server:
-        payloads = stream(server, timeout=3)
+        payloads = stream(server.url, timeout=3)
         assert text_of(payloads) == "ok" and error_of(payloads) is None
         # The held connection is closed by the background drain, not kept for ever.
         assert fake.received[-1].gone.wait(5)
@@ -227,11 +206,11 @@ def test_odd_chunk_shapes_are_dropped_and_an_empty_reply_gets_the_fallback(
 ) -> None:
     with serve(fake) as server:
         fake.script = [Reply(steps=[("data", odd) for odd in ODD])]
-        assert text_of(stream(server)) == FALLBACK
+        assert text_of(stream(server.url)) == FALLBACK
         fake.script = [
             Reply(steps=[*(("data", odd) for odd in ODD), ("data", chunk({"content": "fine"}))])
         ]
-        payloads = stream(server)
+        payloads = stream(server.url)
         fake.script = [
             Reply(steps=[("data", odd) for odd in ODD] + [("data", chunk({"content": "x"}))])
         ]
@@ -254,7 +233,7 @@ def test_retry_after_is_honoured_when_it_fits_the_first_token_deadline(
         text_reply("after", "wait"),
     ]
     with serve(fake, first_token_timeout_seconds=2.0) as server:
-        assert text_of(stream(server)) == "afterwait"
+        assert text_of(stream(server.url)) == "afterwait"
     first, second = fake.received[-2], fake.received[-1]
     assert second.arrived_at - first.arrived_at >= 0.3
 
@@ -265,5 +244,5 @@ def test_retry_after_beyond_the_deadline_falls_back_at_once(fake: FakeUpstream) 
         text_reply("never"),
     ]
     with serve(fake, first_token_timeout_seconds=2.0) as server:
-        assert text_of(stream(server, timeout=1.5)) == FALLBACK
+        assert text_of(stream(server.url, timeout=1.5)) == FALLBACK
     assert len(fake.received) == 1
