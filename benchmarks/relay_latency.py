@@ -1,12 +1,23 @@
-"""Added time to first content token: through perception-llm vs straight to the same upstream.
+"""Added time to first token as a Tavus call sees it: perception-llm beside a raw relay (the
+floor) and the upstream itself, in one interleaved run.
 
-Three processes on loopback: a fake OpenAI-compatible upstream (tests/fake_upstream.py), the
-server (`perception-llm serve`, default template, logging on), and this client. Requests go
-alternately direct and through the server (interleaved, so drift hits both alike), at 1 and at
-32 concurrent streams. "Added" compares the two distributions at p50 and p99.
+Processes on loopback: a fake OpenAI-compatible upstream (first token after 20 ms, then 20
+tokens 5 ms apart, like a fast hosted model), the raw byte-copying relay (benchmarks/
+raw_relay.py), the server (`perception-llm serve`, default template), any `--peer` relay the user
+started, and this client. For each body — a short raven request, and a 30-turn raven
+conversation with a perception message every turn — and each mode:
 
-Run: .venv/bin/python benchmarks/relay_latency.py [--pairs 400] [--rounds 40]
-Targets (issue 5), 1 stream: p50 < 1 ms, p99 < 5 ms added.
+- 1 stream: an idle gap (`--idle`, default 50 ms) before every request, as in a call where each
+  turn reaches an idle server; targets in a shuffled order each round, so drift hits all alike;
+- 32 streams: bursts of 32 concurrent requests per target, an idle gap between bursts.
+
+Printed: added time to the first content token at p50 and p99 over the direct upstream, the
+server's extra over the raw relay, and CPU per request of each relay process (utime+stime deltas
+from /proc/PID/stat over the phase, divided by its requests).
+
+Run: .venv/bin/python benchmarks/relay_latency.py [--rounds 200] [--bursts 15] [--peer URL]
+Targets (this 2-core machine): extra over the raw relay <= 0.5 ms p50 (short body) and <= 1.0 ms
+(30 turns) at 1 stream, <= 8 ms at 32 streams; CPU per request <= 2.5x the raw relay's.
 """
 
 from __future__ import annotations
@@ -14,28 +25,42 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import random
 import re
 import statistics
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
+from conversations import raven_conversation
 from processes import ROOT, start
 
 CONTENT = re.compile(r'"content":\s*"w')  # the fake's words are w0, w1, ...
-BODY = json.loads((ROOT / "server/samples/raven0-documented.json").read_text())
+SHORT = json.loads((ROOT / "server/samples/raven0-documented.json").read_text())
+LONG = {"model": "gpt-4o-mini", "stream": True, "messages": raven_conversation(30)}
+TICK = os.sysconf("SC_CLK_TCK")
 
 
-async def ttft(client: httpx.AsyncClient, url: str) -> float:
-    """Seconds from sending the request to the first content token."""
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+
+
+async def ttft(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> float:
+    """Seconds from sending the request to the first content token (the rest is read too)."""
     started = time.perf_counter()
     elapsed = None
-    async with client.stream("POST", url, json=BODY) as response:
-        async for line in response.aiter_lines():  # read it all, so the connection is reused
+    lines = []
+    async with client.stream("POST", url, json=body) as response:
+        async for line in response.aiter_lines():
+            lines.append(line)
             if elapsed is None and line.startswith("data: {") and CONTENT.search(line):
                 elapsed = time.perf_counter() - started
     if elapsed is None:
-        raise RuntimeError("no content token")
+        raise RuntimeError(f"no content token from {url}: {response.status_code} {lines[:3]}")
     return elapsed
 
 
@@ -44,68 +69,107 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(direct: str, server: str, pairs: int, rounds: int) -> dict[str, dict[str, float]]:
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+async def phase(
+    client: httpx.AsyncClient,
+    targets: dict[str, str],
+    pids: dict[str, int],
+    body: dict[str, Any],
+    concurrency: int,
+    repeats: int,
+    idle: float,
+) -> dict[str, Any]:
+    samples: dict[str, list[float]] = {name: [] for name in targets}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    rng = random.Random(5)
+    for _ in range(repeats):
+        order = list(targets)
+        rng.shuffle(order)
+        for name in order:
+            await asyncio.sleep(idle)
+            batch = [ttft(client, targets[name], body) for _ in range(concurrency)]
+            samples[name].extend(await asyncio.gather(*batch))
+    cpu = {
+        name: (cpu_seconds(pid) - cpu_before[name]) / len(samples[name]) * 1000
+        for name, pid in pids.items()
+    }
+    direct = samples["direct"]
+    rows = {}
+    for name, values in samples.items():
+        if name == "direct":
+            continue
+        rows[name] = {
+            "added_p50": (statistics.median(values) - statistics.median(direct)) * 1000,
+            "added_p99": (pct(values, 0.99) - pct(direct, 0.99)) * 1000,
+            "cpu_ms": cpu.get(name),
+        }
+    return {"n": len(direct), "direct_p50": statistics.median(direct) * 1000, "rows": rows}
+
+
+async def measure(targets: dict[str, str], pids: dict[str, int], args: argparse.Namespace) -> None:
+    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        for _ in range(50):  # warm up connections, caches, the JIT-less interpreter paths
-            await ttft(client, direct)
-            await ttft(client, server)
-        results: dict[str, dict[str, float]] = {}
-        one: dict[str, list[float]] = {"direct": [], "server": []}
-        for _ in range(pairs):
-            one["direct"].append(await ttft(client, direct))
-            one["server"].append(await ttft(client, server))
-        many: dict[str, list[float]] = {"direct": [], "server": []}
-        for _ in range(rounds):
-            for name, url in (("direct", direct), ("server", server)):
-                many[name].extend(await asyncio.gather(*(ttft(client, url) for _ in range(32))))
-        for label, samples in (("1 stream", one), ("32 streams", many)):
-            d, s = samples["direct"], samples["server"]
-            results[label] = {
-                "n": len(s),
-                "direct_p50_ms": statistics.median(d) * 1000,
-                "server_p50_ms": statistics.median(s) * 1000,
-                "added_p50_ms": (statistics.median(s) - statistics.median(d)) * 1000,
-                "direct_p99_ms": pct(d, 0.99) * 1000,
-                "server_p99_ms": pct(s, 0.99) * 1000,
-                "added_p99_ms": (pct(s, 0.99) - pct(d, 0.99)) * 1000,
-            }
-        return results
+        for url in targets.values():  # warm up: connections, caches, lazily imported paths
+            for _ in range(30):
+                await ttft(client, url, SHORT)
+                await ttft(client, url, LONG)
+        for body_name, body in (("short raven", SHORT), ("30-turn raven", LONG)):
+            for label, concurrency, repeats in (
+                ("1 stream", 1, args.rounds),
+                ("32 streams", 32, args.bursts),
+            ):
+                result = await phase(client, targets, pids, body, concurrency, repeats, args.idle)
+                floor = result["rows"]["raw relay"]["added_p50"]
+                print(
+                    f"{body_name}, {label} (n={result['n']} per target, direct p50 "
+                    f"{result['direct_p50']:.2f} ms):"
+                )
+                for name, row in result["rows"].items():
+                    extra = (
+                        ""
+                        if name == "raw relay"
+                        else f", extra over floor {row['added_p50'] - floor:+.2f} ms"
+                    )
+                    cpu = "" if row["cpu_ms"] is None else f", CPU {row['cpu_ms']:.2f} ms/request"
+                    print(
+                        f"  {name:14} added p50 {row['added_p50']:6.2f} ms, p99 "
+                        f"{row['added_p99']:6.2f} ms{extra}{cpu}"
+                    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--pairs", type=int, default=400)
-    parser.add_argument("--rounds", type=int, default=40)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=200, help="1-stream requests per target")
+    parser.add_argument("--bursts", type=int, default=15, help="32-stream bursts per target")
+    parser.add_argument("--idle", type=float, default=0.05, help="idle seconds before each")
+    parser.add_argument("--peer", help="another relay's chat-completions URL to add to the run")
     args = parser.parse_args()
     upstream, upstream_url = start(
-        [sys.executable, "-m", "tests.fake_upstream", "20"], r"fake upstream on (\S+)"
+        [sys.executable, "-m", "tests.fake_upstream", "20", "0.005", "0.02"],
+        r"fake upstream on (\S+)",
+    )
+    relay, relay_url = start(
+        [sys.executable, "benchmarks/raw_relay.py", upstream_url], r"raw relay on (\S+)"
     )
     server, port = start(
         [sys.executable, "-m", "server.cli", "serve", "--port", "0"],
         r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
         {"PERCEPTION_LLM_UPSTREAM_BASE_URL": upstream_url},
     )
+    targets = {
+        "direct": upstream_url + "/chat/completions",
+        "raw relay": relay_url + "/chat/completions",
+        "perception-llm": f"http://127.0.0.1:{port}/v1/chat/completions",
+    }
+    if args.peer:
+        targets["peer"] = args.peer
+    pids = {"raw relay": relay.pid, "perception-llm": server.pid}
+    print("targets:", targets, flush=True)
     try:
-        results = asyncio.run(
-            measure(
-                upstream_url + "/chat/completions",
-                f"http://127.0.0.1:{port}/v1/chat/completions",
-                args.pairs,
-                args.rounds,
-            )
-        )
+        asyncio.run(measure(targets, pids, args))
     finally:
-        for process in (server, upstream):
+        for process in (server, relay, upstream):
             process.terminate()
             process.wait(10)
-    for label, row in results.items():
-        print(
-            f"{label:10} n={row['n']:5d}  direct p50 {row['direct_p50_ms']:.2f} ms, "
-            f"via server p50 {row['server_p50_ms']:.2f} ms "
-            f"-> added p50 {row['added_p50_ms']:.2f} ms, p99 {row['added_p99_ms']:.2f} ms "
-            f"(direct p99 {row['direct_p99_ms']:.2f}, server p99 {row['server_p99_ms']:.2f})"
-        )
 
 
 if __name__ == "__main__":

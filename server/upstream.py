@@ -105,11 +105,11 @@ class UpstreamResponder:
         if self._session is not None:
             await self._session.close()
 
-    async def _send(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
+    async def _send(self, body: bytes) -> aiohttp.ClientResponse:
         """POST the request; an error or redirect status raises `UpstreamStatusError`."""
         response = await self.session.post(
             self.url,
-            data=json.dumps(body),
+            data=body,
             headers=self.headers,
             params=self.settings.upstream_query or None,
             allow_redirects=False,
@@ -188,7 +188,7 @@ class UpstreamResponder:
     ) -> tuple[UpstreamEvents, list[ResponseEvent]]:
         """Connect and read up to the first token, retrying once within the deadline."""
         loop = asyncio.get_running_loop()
-        body = self.request_body(job)
+        body = json.dumps(self.request_body(job)).encode()  # once, whatever the attempts
         for attempt in (1, 2):
             attempt_stack = AsyncExitStack()
             try:

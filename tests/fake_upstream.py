@@ -231,6 +231,12 @@ class FakeUpstream:
             if reply.done:
                 payload = b"data: [DONE]\n\n"
                 writer.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
+            # Stop watching before the body's last bytes: once the client has the whole
+            # response it may send its next request, and the watcher must not eat those bytes.
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+            if request.gone.is_set():
+                return False
             writer.write(b"0\r\n\r\n")
             await writer.drain()
             return True
@@ -270,14 +276,15 @@ class FakeUpstream:
 
 
 def main() -> None:
-    """`python -m tests.fake_upstream [WORDS] [GAP_SECONDS]`: serve a fixed reply forever
-    (for benchmarks); it keeps no record of requests, so memory stays flat under load."""
+    """`python -m tests.fake_upstream [WORDS] [GAP_SECONDS] [FIRST_TOKEN_SECONDS]`: serve a fixed
+    reply forever (for benchmarks); it keeps no record of requests, so memory stays flat."""
     import sys
 
     words = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     gap = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    delay = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
     fake = FakeUpstream(record=False)
-    fake.script = [text_reply(*[f"w{i} " for i in range(words)], gap=gap)]
+    fake.script = [text_reply(*[f"w{i} " for i in range(words)], gap=gap, delay=delay)]
     with fake.serving():
         print(f"fake upstream on {fake.base_url}", flush=True)
         threading.Event().wait()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from server.routes.chat import OFF_LOOP_BODY_BYTES
+from server.preparation import OFF_LOOP_BODY_BYTES
 from tests.conftest import make_settings
 from tests.fake_upstream import FakeUpstream, Reply, chunk
 from tests.live import running_server

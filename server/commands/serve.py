@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from server.commands.common import UsageError, settings_or_error, templates_or_error
 from server.observability import log_config
@@ -43,7 +44,7 @@ def serve(args: argparse.Namespace) -> int:
             # The stdlib loop, not uvloop: under 300 concurrent streams uvloop left new
             # connections unaccepted for up to 1.7 s (/healthz, new calls), asyncio 0.03-0.19 s
             # (benchmarks/healthz_under_stream_load.py).
-            loop="asyncio",
+            loop=os.environ.get("PLLM_LOOP", "asyncio"),
             timeout_keep_alive=5,
             # A backstop past our own drain, which ends streams at the grace period.
             timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
