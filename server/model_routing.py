@@ -6,6 +6,7 @@ Keeping `echo` reachable beside a real model lets anyone check what perception a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from server.echo import EchoResponder
@@ -17,6 +18,7 @@ class ModelRouter:
     def __init__(self, echo: EchoResponder, upstream: UpstreamResponder | None) -> None:
         self.echo = echo
         self.upstream = upstream
+        self._probe: asyncio.Task[None] | None = None
 
     def pick(self, job: CompletionJob) -> Responder:
         if self.upstream is None or job.request.model == self.echo.model:
@@ -31,12 +33,16 @@ class ModelRouter:
 
     def served_models(self) -> list[str]:
         upstream = self.upstream.served_models() if self.upstream else []
-        return [*upstream, *self.echo.served_models()]
+        return list(dict.fromkeys([*upstream, *self.echo.served_models()]))  # each name once
 
     async def start(self) -> None:
         if self.upstream is not None:
             await self.upstream.start()
+            self._probe = asyncio.ensure_future(self.upstream.probe())  # in the background
 
     async def aclose(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
         if self.upstream is not None:
             await self.upstream.aclose()

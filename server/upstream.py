@@ -92,6 +92,34 @@ class UpstreamResponder:
             ),
         )
 
+    async def probe(self) -> None:
+        """Ask the upstream for its models once, at start-up, and say in one log line whether it
+        answers and accepts our key (a wrong URL or key is otherwise found on the first call)."""
+        url = self.url.removesuffix("/chat/completions") + "/models"
+        where = self.redactor.redact(url)
+        try:
+            async with asyncio.timeout(self.settings.upstream_connect_timeout_seconds + 2):
+                response = await self.session.get(
+                    url,
+                    headers=self.headers,
+                    params=self.settings.upstream_query or None,
+                    allow_redirects=False,
+                )
+                response.close()
+        except (TimeoutError, aiohttp.ClientError) as error:
+            logger.warning("upstream check: %s is unreachable (%s)", where, type(error).__name__)
+            return
+        if response.status in (401, 403):
+            logger.warning("upstream check: %s refused our key (HTTP %d)", where, response.status)
+        elif response.status >= 300:
+            logger.info(
+                "upstream check: %s answered HTTP %d (some servers have no /models)",
+                where,
+                response.status,
+            )
+        else:
+            logger.info("upstream check: %s is reachable and accepts our key", where)
+
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,72 @@ def test_a_bad_setting_is_one_line_naming_the_variable_and_exit_2(
     assert len(lines) == 1, result.stderr
     assert variable in lines[0] and says in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def start_serve(env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
+    """`serve --port 0` with `env`; returns it and its stderr lines up to uvicorn's ready line."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        lines.append(line.rstrip())
+        if "Uvicorn running on" in line:
+            break
+    return process, lines
+
+
+def test_serve_says_what_it_does_and_warns_about_misspelt_settings() -> None:
+    process, lines = start_serve({"PERCEPTION_LLM_UPSTREAM_URL": "https://x.test/v1"})
+    try:
+        text = "\n".join(lines)
+        assert (
+            "PERCEPTION_LLM_UPSTREAM_URL is not a setting and is ignored; "
+            "did you mean PERCEPTION_LLM_UPSTREAM_BASE_URL?" in text
+        )
+        summary = next(line for line in lines if line.startswith("perception-llm: serving "))
+        assert "offline echo responder" in summary and "API key not required" in summary
+        assert "default template default" in summary and "/playground" in summary
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_serve_on_a_busy_or_invalid_port_is_one_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = cli("serve", "--port", port)
+    assert busy.returncode == 2
+    assert busy.stderr.strip().splitlines() == [
+        f"perception-llm: error: cannot listen on 127.0.0.1:{port}: Address already in use "
+        "(another server? pass --port)"
+    ]
+    invalid = cli("serve", "--port", "85636")
+    assert invalid.returncode == 2 and "--port must be 0-65535" in invalid.stderr
+
+
+def test_serve_checks_the_upstream_once_and_says_when_it_refuses_the_key() -> None:
+    from tests.fake_upstream import FakeUpstream, Reply
+
+    with FakeUpstream().serving() as fake:
+        fake.script = [Reply(status=401, error={"message": "bad key"})]
+        process, _ = start_serve(
+            {
+                "PERCEPTION_LLM_UPSTREAM_BASE_URL": fake.base_url,
+                "PERCEPTION_LLM_UPSTREAM_API_KEY": "sk-nope-1234",
+            }
+        )
+        try:
+            assert process.stderr is not None
+            line = next(line for line in process.stderr if "upstream check" in line)
+            assert "refused our key (HTTP 401)" in line and "sk-nope" not in line
+            assert fake.received[0].path == "/v1/models"
+        finally:
+            process.terminate()
+            process.wait(timeout=20)

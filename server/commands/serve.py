@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
+import socket
+import sys
 
 from server.commands.common import UsageError, settings_or_error, templates_or_error
 from server.observability import log_config
-from server.settings import is_loopback
+from server.settings import ENV_PREFIX, Settings, is_loopback
 from server.shutdown import exit_cleanly_on_signals
 
 
@@ -28,6 +31,12 @@ def serve(args: argparse.Namespace) -> int:
         )
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be 0-65535, got {port}")
+    check_port_free(host, port)
+    for warning in unknown_variables(os.environ):
+        print(f"perception-llm: warning: {warning}", file=sys.stderr)
+    print(f"perception-llm: {startup_summary(settings, host, port)}", file=sys.stderr)
     raise_file_limit(settings.max_connections)
     restore = exit_cleanly_on_signals()
     try:
@@ -44,7 +53,7 @@ def serve(args: argparse.Namespace) -> int:
             # The stdlib loop, not uvloop: under 300 concurrent streams uvloop left new
             # connections unaccepted for up to 1.7 s (/healthz, new calls), asyncio 0.03-0.19 s
             # (benchmarks/healthz_under_stream_load.py).
-            loop=os.environ.get("PLLM_LOOP", "asyncio"),
+            loop="asyncio",
             timeout_keep_alive=5,
             # A backstop past our own drain, which ends streams at the grace period.
             timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
@@ -71,3 +80,54 @@ def raise_file_limit(connections: int) -> None:
             soft,
             connections,
         )
+
+
+def check_port_free(host: str, port: int) -> None:
+    """One clear line instead of uvicorn's six when the port is taken."""
+    if port == 0:
+        return
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind((host, port))
+    except OSError as error:
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {error.strerror} (another server? pass --port)"
+        ) from None
+    finally:
+        probe.close()
+
+
+def unknown_variables(environ: dict[str, str] | os._Environ[str]) -> list[str]:
+    """A warning for each PERCEPTION_LLM_* variable no setting reads (a typo is silent else)."""
+    known = [f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields]
+    warnings = []
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            words = set(name.removeprefix(ENV_PREFIX).split("_"))
+            # A variable with every word of the typo (UPSTREAM_URL -> UPSTREAM_BASE_URL) first.
+            close = [k for k in known if words <= set(k.removeprefix(ENV_PREFIX).split("_"))]
+            close = close or difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            warnings.append(f"{name} is not a setting and is ignored{hint}")
+    return warnings
+
+
+def startup_summary(settings: Settings, host: str, port: int) -> str:
+    """Who answers, whether a key is needed, the default template, the playground: one line,
+    never a secret."""
+    shown_port = port or "(a free port)"
+    base = f"http://{host}:{shown_port}"
+    if settings.upstream_base_url:
+        model = settings.upstream_model or "the request's model"
+        responder = f"upstream {settings.upstream_base_url} ({model})"
+    else:
+        responder = "the offline echo responder (no upstream configured)"
+    key = "required" if settings.api_key else "not required (loopback only)"
+    if settings.api_key is None and settings.allow_insecure:
+        key = "not required (--insecure)"
+    playground = f", playground {base}/playground" if settings.playground else ""
+    return (
+        f"serving {base}/v1 with {responder}; API key {key}; "
+        f"default template {settings.prompt}{playground}"
+    )
