@@ -48,7 +48,12 @@ def live_server(settings: Settings, log_level: str = "warning") -> Iterator[Live
     port = sock.getsockname()[1]
     app = create_app(settings)
     config = uvicorn.Config(
-        app, log_level=log_level, access_log=False, http=GuardedHttpProtocol, timeout_keep_alive=5
+        app,
+        log_level=log_level,
+        access_log=False,
+        http=GuardedHttpProtocol,
+        timeout_keep_alive=5,
+        loop="asyncio",  # as `serve` runs
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -38,7 +38,8 @@ class ModelRouter:
     async def start(self) -> None:
         if self.upstream is not None:
             await self.upstream.start()
-            self._probe = asyncio.ensure_future(self.upstream.probe())  # in the background
+            if self.upstream.settings.upstream_check:
+                self._probe = asyncio.ensure_future(self.upstream.probe())  # in the background
 
     async def aclose(self) -> None:
         if self._probe is not None:

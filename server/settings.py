@@ -73,6 +73,10 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Default query for the upstream, as JSON (e.g. `{"api-version": "…"}`).',
     )
+    upstream_check: bool = Field(
+        True,
+        description="At start-up, ask the upstream for its models once and log whether it answers.",
+    )
     upstream_connect_timeout_seconds: float = Field(
         3.0, gt=0, description="Deadline to connect to the upstream."
     )

@@ -18,7 +18,8 @@ def make_settings(**overrides: Any) -> Settings:
     """Settings isolated from the developer's environment and `.env`. Load shedding by loop lag
     is relaxed unless a test asks for it: a busy CI machine must not turn a test's second
     request into a 429 (the shedding itself is tested in test_limits.py)."""
-    return Settings(_env_file=None, **{"max_loop_lag_seconds": 2.0, **overrides})  # type: ignore[call-arg]
+    defaults = {"max_loop_lag_seconds": 2.0, "upstream_check": False}  # scripts see only calls
+    return Settings(_env_file=None, **{**defaults, **overrides})  # type: ignore[call-arg]
 
 
 @pytest.fixture(autouse=True)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import logging
 import os
 import socket
 import sys
+import time
 
 from server.commands.common import UsageError, settings_or_error, templates_or_error
 from server.observability import log_config
@@ -35,8 +37,8 @@ def serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--port must be 0-65535, got {port}")
     check_port_free(host, port)
     for warning in unknown_variables(os.environ):
-        print(f"perception-llm: warning: {warning}", file=sys.stderr)
-    print(f"perception-llm: {startup_summary(settings, host, port)}", file=sys.stderr)
+        say(settings, "warning", warning)
+    say(settings, "info", startup_summary(settings, host, port))
     raise_file_limit(settings.max_connections)
     restore = exit_cleanly_on_signals()
     try:
@@ -131,3 +133,15 @@ def startup_summary(settings: Settings, host: str, port: int) -> str:
         f"serving {base}/v1 with {responder}; API key {key}; "
         f"default template {settings.prompt}{playground}"
     )
+
+
+def say(settings: Settings, level: str, message: str) -> None:
+    """A start-up line on stderr, before logging is configured, in the configured log format."""
+    if settings.log_format == "json":
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        record = {"ts": stamp, "level": level, "logger": "perception_llm.serve", "message": message}
+        print(json.dumps(record, ensure_ascii=False), file=sys.stderr)
+    else:
+        print(
+            f"perception-llm: {'' if level == 'info' else level + ': '}{message}", file=sys.stderr
+        )
