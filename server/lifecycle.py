@@ -11,6 +11,7 @@ own cleanup), or an error while preparing.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -23,6 +24,16 @@ from server.preparation import Prepared, prepare
 from server.request_log import CompletionRecord
 from server.responders import CompletionJob, ResponseEvent
 from server.services import Services
+from server.streaming import word_events
+
+logger = logging.getLogger(__name__)
+CONFIG_CHECK_ID = "tavus-openai-compat-test"  # observed from a public integration's live call
+CONFIG_CHECK_REPLY = "Custom LLM configuration test successful."
+
+
+async def _replay(events: list[ResponseEvent]) -> AsyncIterator[ResponseEvent]:
+    for event in events:
+        yield event
 
 
 @dataclass
@@ -65,8 +76,22 @@ class Completion:
         )
         return cls(services, control, job, encoder, record), prepared
 
+    @property
+    def is_config_check(self) -> bool:
+        """Tavus validating a persona's LLM settings: it sends this conversation id."""
+        return (
+            self.control.conversation_id == CONFIG_CHECK_ID
+            and self.services.settings.answer_config_check
+        )
+
     def start(self) -> AsyncIterator[ResponseEvent]:
         """The reply's events, the first of them already being fetched."""
+        if self.is_config_check:
+            # Answered here, at once and for free: the upstream is not asked (an unreachable or
+            # slow model would fail the check; a real one would bill it).
+            logger.info("answered Tavus' configuration check without calling the model")
+            self.record.template = "config-check"
+            return _replay(word_events(CONFIG_CHECK_REPLY))
         events = self.services.responder.stream(self.job)
         self._first = asyncio.ensure_future(anext(events))
         return self._chained(self._first, events)

@@ -112,6 +112,13 @@ class Settings(BaseSettings):
             "disconnected after it, freeing its slot and upstream connection."
         ),
     )
+    answer_config_check: bool = Field(
+        True,
+        description=(
+            "Answer Tavus' configuration check (conversation id `tavus-openai-compat-test`) at "
+            "once with a short line, without calling the upstream."
+        ),
+    )
     fallback_text: str = Field(
         "Sorry, I lost my train of thought for a second. Could you say that again?",
         description=(

@@ -1,0 +1,60 @@
+"""What a custom LLM receives from Tavus beyond perception: the configuration check request.
+
+Source: a public integration that logged a live Tavus call reports that validating a persona's
+LLM settings sends a request whose conversation id is `tavus-openai-compat-test` (its code answers
+it without a database lookup); the fixture is tests/fixtures/perception/tavus-logged-layout.json.
+"""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from server.lifecycle import CONFIG_CHECK_ID, CONFIG_CHECK_REPLY
+from tests.conftest import make_settings
+from tests.fake_upstream import FakeUpstream, text_reply
+from tests.live import running_server
+
+MESSAGES = [{"role": "system", "content": "You are Nova."}, {"role": "user", "content": "Hello"}]
+
+
+def ask(url: str, stream: bool) -> str:
+    client = openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0)
+    headers = {"conversation-id": CONFIG_CHECK_ID}
+    if not stream:
+        reply = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            extra_headers=headers,  # type: ignore[arg-type]
+        )
+        return reply.choices[0].message.content or ""
+    chunks = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        extra_headers=headers,  # type: ignore[arg-type]
+    )
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "non-streamed"])
+def test_the_configuration_check_is_answered_without_calling_the_upstream(stream: bool) -> None:
+    with (
+        FakeUpstream().serving() as fake,
+        running_server(make_settings(upstream_base_url=fake.base_url)) as url,
+    ):
+        fake.script = [text_reply("from", "the", "model")]
+        assert ask(url, stream) == CONFIG_CHECK_REPLY
+        assert fake.received == []
+
+
+def test_the_configuration_check_can_go_to_the_model() -> None:
+    with (
+        FakeUpstream().serving() as fake,
+        running_server(
+            make_settings(upstream_base_url=fake.base_url, answer_config_check=False)
+        ) as url,
+    ):
+        fake.script = [text_reply("from ", "the ", "model")]
+        assert ask(url, stream=True) == "from the model"
+        assert len(fake.received) == 1
