@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Mode = Literal["raven", "basic", "none"]
-Source = Literal["raven", "basic", "audio"]
+Source = Literal["raven", "basic", "audio", "silence"]
 IssueKind = Literal[
     "invalid_messages",  # the input is not a list
     "invalid_message",  # an element is not an object with a string role
@@ -28,7 +28,7 @@ IssueKind = Literal[
 ]
 
 INSTRUCTION_ROLES = frozenset({"system", "developer"})  # persona text and raven blocks
-FIELD_NAMES = ("appearance", "emotions", "screenshare", "visual_scene", "audio")
+FIELD_NAMES = ("appearance", "emotions", "screenshare", "visual_scene", "audio", "silence")
 
 
 class StrictModel(BaseModel):
@@ -45,6 +45,13 @@ class PerceptionFields(StrictModel):
     )
     visual_scene: str | None = Field(None, description="Basic `VISUAL_SCENE:`.")
     audio: str | None = Field(None, description="raven-1 `<user_audio_analysis>`.")
+    silence: str | None = Field(
+        None,
+        description=(
+            "Tavus' `[the user did not respond]` turn; in `latest` only while the newest user "
+            "turn is that silence."
+        ),
+    )
     extra: dict[str, str] = Field(
         default_factory=dict, description="Unknown `<user_*>` tags, by tag name."
     )

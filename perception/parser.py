@@ -22,7 +22,13 @@ from perception.models import (
     Source,
 )
 from perception.raven import KNOWN_TAGS, MAX_TAGS, UNPARSED_KEY, split_raven_message
-from perception.speech import is_basic_turn, split_basic_turn, split_leading_audio
+from perception.speech import (
+    SILENCE_NOTE,
+    is_basic_turn,
+    is_silence,
+    split_basic_turn,
+    split_leading_audio,
+)
 from perception.text import clean_value, message_text, with_text
 
 DEFAULT_MAX_FIELD_CHARS = 4000
@@ -39,6 +45,7 @@ class _ConversationBuilder:
         self.seen_issues: set[tuple[int | None, str, str]] = set()
         self.saw_raven = False
         self.saw_basic = False
+        self.last_user_silent = False
 
     def issue(self, index: int | None, kind: IssueKind, detail: str) -> None:
         key = (index, kind, detail)
@@ -114,6 +121,14 @@ class _ConversationBuilder:
             self.messages.append(with_text(message, split.persona))
 
     def user_message(self, index: int, message: dict[str, Any], text: str) -> None:
+        if is_silence(text):
+            # Not speech: Tavus fills the turn when the user stayed silent. The turn is kept
+            # (empty) so the conversation keeps its shape; templates say what happened.
+            self.messages.append(with_text(message, ""))
+            self.observe(index, "silence", {"silence": SILENCE_NOTE})
+            self.last_user_silent = True
+            return
+        self.last_user_silent = False
         speech = text
         analyses: list[str] = []
         scene: str | None = None
@@ -165,6 +180,8 @@ class _ConversationBuilder:
                 if value is not None:
                     newest[name] = value
             extra.update(observation.extra)
+        if not self.last_user_silent:
+            newest.pop("silence", None)  # an earlier silence is over once the user speaks
         return Snapshot(**newest, extra=extra)
 
 

@@ -19,6 +19,13 @@ from perception.tags import TAG_RE
 SPEECH_MARKER = "USER_SPEECH:"
 SCENE_MARKER = "VISUAL_SCENE:"
 AUDIO_TAG = "user_audio_analysis"
+# What Tavus sends as the user's turn when they stayed silent (a public integration's logs).
+SILENCE_TURN = "[the user did not respond]"
+SILENCE_NOTE = "the user did not respond"
+
+
+def is_silence(text: str) -> bool:
+    return " ".join(text.split()).lower() == SILENCE_TURN
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ LABELS = {
     "screenshare": "screen share",
     "visual_scene": "scene",
     "audio": "voice",
+    "silence": "silence",
     UNPARSED_KEY: "other",
 }
 MAX_CHANGE_STEPS = 3  # "calm → tense → angry" is a note; a full history is not

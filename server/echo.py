@@ -43,7 +43,9 @@ def describe_perception(latest: Snapshot) -> list[str]:
 
 def compose_reply(conversation: Conversation) -> str:
     speech = last_user_speech(conversation.messages)
-    if speech is None or not speech:
+    if conversation.latest.silence:
+        opening = "You stayed silent."
+    elif speech is None or not speech:
         opening = "I didn't hear anything from you yet."
     else:
         quoted = speech if len(speech) <= _SPEECH_LIMIT else speech[:_SPEECH_LIMIT] + "…"
