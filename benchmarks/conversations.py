@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-PREAMBLE = (
-    "You are Maya, a cooking coach on a live video call. You will receive the user's appearance "
-    "inside the <user_appearance></user_appearance> tag, their emotions inside the "
-    "<user_emotions></user_emotions> tag and their screen inside the "
-    "<user_screenshare></user_screenshare> tag. Use them only when relevant. Keep replies short."
+ROOT = Path(__file__).resolve().parents[1]
+
+# Tavus' stored first system message as its docs publish it (perception preamble, style rules,
+# language rule, then the persona), with our own persona in place of the example's.
+PREAMBLE = json.loads((ROOT / "tests/fixtures/tavus/preambles.json").read_text())[
+    "raven_stored"
+].replace(
+    "Chill guy  You are talking to a user about AI technology.",
+    "You are Maya, a cooking coach on a live video call. Keep replies short.",
 )
 EMOTIONS = ["Calm, curious", "Focused, slightly tense", "Frustrated, frowning", "Relieved, smiling"]
 

@@ -5,10 +5,12 @@ A pure library (stdlib + pydantic, no I/O): `parse_messages(messages)` returns a
 conversation with perception removed, and any issues found. See README "Perception".
 """
 
+from perception.instructions import instruction_parts, without_preamble
 from perception.models import (
     FIELD_NAMES,
     INSTRUCTION_ROLES,
     Conversation,
+    InstructionPart,
     Observation,
     ParseIssue,
     PerceptionFields,
@@ -25,12 +27,15 @@ __all__ = [
     "INSTRUCTION_ROLES",
     "UNPARSED_KEY",
     "Conversation",
+    "InstructionPart",
     "Observation",
     "ParseIssue",
     "PerceptionFields",
     "Snapshot",
+    "instruction_parts",
     "message_text",
     "neutralise_markup",
     "parse_messages",
     "strip_invisible",
+    "without_preamble",
 ]

@@ -79,6 +79,19 @@ class ParseIssue(StrictModel):
     detail: str
 
 
+PartKind = Literal[
+    "persona", "tavus_perception_preamble", "tavus_style", "language", "datetime", "emotion_tags"
+]
+
+
+class InstructionPart(StrictModel):
+    """One span of a system message's text and what it is (see `perception.instructions`)."""
+
+    message_index: int = Field(description="Index of the system message in `messages`.")
+    kind: PartKind
+    text: str = Field(description="The span, verbatim; a message's parts join back to it.")
+
+
 class Conversation(StrictModel):
     """A Tavus request's messages, split into conversation and perception."""
 
@@ -92,3 +105,10 @@ class Conversation(StrictModel):
         )
     )
     issues: list[ParseIssue] = Field(description="What was odd in the input.")
+    instructions: list[InstructionPart] = Field(
+        default_factory=list,
+        description=(
+            "The persona's system text as ordered parts: Tavus' perception preamble, its style, "
+            "language, date/time and emotion-tag rules, and the persona's own text."
+        ),
+    )

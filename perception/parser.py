@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from perception.instructions import instruction_parts
 from perception.models import (
     FIELD_NAMES,
     INSTRUCTION_ROLES,
@@ -223,4 +224,12 @@ def parse_messages(
         observations=builder.observations,
         messages=builder.messages,
         issues=builder.issues,
+        instructions=[
+            part
+            for index, message in enumerate(builder.messages)
+            if isinstance(message, dict)
+            and isinstance(message.get("role"), str)
+            and message["role"] in INSTRUCTION_ROLES
+            for part in instruction_parts(index, message_text(message.get("content")) or "")
+        ],
     )

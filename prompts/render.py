@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from perception import INSTRUCTION_ROLES, Conversation
+from perception import INSTRUCTION_ROLES, Conversation, without_preamble
 from prompts.budget import drop_oldest_turns, last_user_index
 from prompts.fence import Fence, escape_fenced, new_fence
 from prompts.templates import PromptTemplate
@@ -52,7 +52,8 @@ class RenderedPrompt:
 
 
 def _is_instruction(message: Any) -> bool:
-    return isinstance(message, dict) and message.get("role") in INSTRUCTION_ROLES
+    role = message.get("role") if isinstance(message, dict) else None
+    return isinstance(role, str) and role in INSTRUCTION_ROLES
 
 
 _UNTRUSTED_ROLES = ("user", "assistant", "tool", "function")
@@ -84,6 +85,17 @@ def _neutralised_turn(message: Any) -> Any:
     if isinstance(message.get("name"), str):
         updates["name"] = escape_fenced(message["name"])
     return {**message, **updates} if updates else message
+
+
+def _without_preamble(message: Any) -> Any:
+    """`message` without Tavus' perception preamble; None when nothing else was in it."""
+    content = message.get("content")
+    if isinstance(content, str):
+        text = without_preamble(content)
+        if text == content:
+            return message
+        return {**message, "content": text} if text else None
+    return message  # content parts: kept verbatim (Tavus sends strings)
 
 
 def _with_block(turns: list[Any], block: str) -> list[Any]:
@@ -124,7 +136,10 @@ def render_prompt(
         turns = [_neutralised_turn(m) for m in conversation.messages]
         collapsed = False
     else:
-        head = [m for m in conversation.messages if _is_instruction(m)]
+        # Tavus' perception preamble tells the model to read <user_*> tags; once perception is
+        # fenced there are none, so the fence's own instructions (appended below) replace it.
+        head = [_without_preamble(m) for m in conversation.messages if _is_instruction(m)]
+        head = [m for m in head if m is not None]
         turns = [_neutralised_turn(m) for m in conversation.messages if not _is_instruction(m)]
         variables = template_variables(conversation, fence, include_changes=True)
         head.append({"role": "system", "content": template.render_block("instructions", variables)})

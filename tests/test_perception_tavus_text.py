@@ -270,3 +270,33 @@ def test_adversarial_shapes_parse_with_bounded_output(text: str) -> None:
     assert len(conversation.observations) <= 1
     assert len(conversation.issues) <= 4 * MAX_TAGS  # one per kind and tag at most
     assert all(len(v) <= 4000 for v in conversation.latest.extra.values())
+
+
+def test_system_text_is_split_into_ordered_parts_that_join_back_byte_for_byte() -> None:
+    fixture = json.loads((FIXTURES / "perception" / "tavus-logged-layout.json").read_text())
+    conversation = parse_messages(fixture["messages"])
+    kinds = [(p.message_index, p.kind) for p in conversation.instructions]
+    assert kinds == [
+        (0, "tavus_perception_preamble"),
+        (0, "tavus_style"),
+        (0, "emotion_tags"),
+        (0, "persona"),
+        (1, "datetime"),
+        (2, "language"),
+    ]
+    for index, message in enumerate(conversation.messages):
+        if message["role"] == "system":
+            parts = [p.text for p in conversation.instructions if p.message_index == index]
+            assert "".join(parts) == message["content"]
+    basic = parse_messages([sys(TAVUS["basic_stored"])]).instructions
+    assert [p.kind for p in basic] == ["tavus_perception_preamble", "tavus_style", "language"]
+
+
+@pytest.mark.parametrize("template", ["default", "minimal", "passthrough"])
+def test_fenced_templates_replace_the_preamble_and_passthrough_keeps_it(template: str) -> None:
+    messages = [sys(TAVUS["raven_stored"]), sys(PERCEPTION), user("What do you see?")]
+    rendered = render_prompt(parse_messages(messages), messages, LIBRARY.get(template)).messages
+    system_text = " ".join(m["content"] for m in rendered if m["role"] == "system")
+    has_preamble = "<user_appearance></user_appearance>" in system_text
+    assert has_preamble == (template == "passthrough")
+    assert "Chill guy" in system_text  # the persona's own text stays, whatever the template
