@@ -49,9 +49,16 @@ def _kind_of(sentence: str) -> PartKind:
     return "persona"
 
 
+# Tavus' own text is a few thousand characters; past this, the rest of a message is persona
+# text without a per-sentence look (the work per message stays bounded).
+CLASSIFIED_CHARS = 16_000
+
+
 def _classify(text: str) -> list[tuple[PartKind, str]]:
     """Sentence by sentence, merging neighbours of the same kind (whitespace joins either)."""
     parts: list[tuple[PartKind, str]] = []
+    if len(text) > CLASSIFIED_CHARS:
+        return [*_classify(text[:CLASSIFIED_CHARS]), ("persona", text[CLASSIFIED_CHARS:])]
     for match in _SENTENCE.finditer(text):
         sentence = match.group(0)
         if not sentence:
@@ -68,7 +75,7 @@ def instruction_parts(index: int, text: str) -> list[InstructionPart]:
     """The ordered parts of one system message's text."""
     pieces: list[tuple[PartKind, str]] = []
     position = 0
-    for match in _PREAMBLE.finditer(text):
+    for match in _PREAMBLE.finditer(text, 0, CLASSIFIED_CHARS):
         pieces.extend(_classify(text[position : match.start()]))
         pieces.append(("tavus_perception_preamble", match.group(0)))
         position = match.end()

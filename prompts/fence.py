@@ -32,24 +32,32 @@ _BRACKET_LOOKALIKES = str.maketrans(
 # fold: fullwidth and small forms), folded first so a fullwidth `</user_screenshare>`, a small-form
 # `<user_x>`, a fullwidth `USER_SPEECH:` and DeepSeek's fullwidth-bar `<|User|>` meet the same
 # patterns as their ASCII spellings.
-_MARKUP_LOOKALIKES = str.maketrans(
-    {
-        "\uff1c": "<",  # FULLWIDTH LESS-THAN SIGN
-        "\ufe64": "<",  # SMALL LESS-THAN SIGN
-        "\uff1e": ">",  # FULLWIDTH GREATER-THAN SIGN
-        "\ufe65": ">",  # SMALL GREATER-THAN SIGN
-        "\uff0f": "/",  # FULLWIDTH SOLIDUS
-        "\uff3f": "_",  # FULLWIDTH LOW LINE
-        "\ufe4d": "_",  # DASHED LOW LINE
-        "\ufe4e": "_",  # CENTRELINE LOW LINE
-        "\ufe4f": "_",  # WAVY LOW LINE
-        "\uff1a": ":",  # FULLWIDTH COLON
-        "\ufe55": ":",  # SMALL COLON
-        "\uff5c": "|",  # FULLWIDTH VERTICAL LINE (DeepSeek's special tokens use it)
-        "\uff3b": "[",  # FULLWIDTH LEFT SQUARE BRACKET
-        "\uff3d": "]",  # FULLWIDTH RIGHT SQUARE BRACKET
-    }
-)
+_MARKUP_LOOKALIKES: dict[str, str] = {
+    "<": "\uff1c\ufe64",  # FULLWIDTH and SMALL LESS-THAN SIGN
+    ">": "\uff1e\ufe65",  # FULLWIDTH and SMALL GREATER-THAN SIGN
+    "/": "\uff0f",  # FULLWIDTH SOLIDUS
+    "_": "\uff3f\ufe4d\ufe4e\ufe4f",  # FULLWIDTH, DASHED, CENTRELINE and WAVY LOW LINE
+    ":": "\uff1a\ufe55",  # FULLWIDTH and SMALL COLON
+    "|": "\uff5c",  # FULLWIDTH VERTICAL LINE (DeepSeek's special tokens use it)
+    "[": "\uff3b",  # FULLWIDTH LEFT SQUARE BRACKET
+    "]": "\uff3d",  # FULLWIDTH RIGHT SQUARE BRACKET
+}
+# One substitution per ASCII target, each with a literal replacement: it stays in C whatever
+# the input (str.translate with a dict took 60 ms per MB on text with any non-ASCII character).
+_LOOKALIKE_FOLDS = [
+    (re.compile(f"[{chars}]"), ascii_char) for ascii_char, chars in _MARKUP_LOOKALIKES.items()
+]
+_ANY_LOOKALIKE = re.compile("[" + "".join(_MARKUP_LOOKALIKES.values()) + "]")
+
+
+def fold_lookalikes(text: str) -> str:
+    if _ANY_LOOKALIKE.search(text) is None:
+        return text
+    for pattern, ascii_char in _LOOKALIKE_FOLDS:
+        text = pattern.sub(ascii_char, text)
+    return text
+
+
 # Special tokens of common chat templates: ChatML, Llama 2/3, Gemma, Phi, Falcon, DeepSeek
 # (`<|end▁of▁sentence|>` once its fullwidth bars are folded) and Mistral's bracketed words.
 CHAT_TEMPLATE_TOKENS = re.compile(
@@ -110,7 +118,7 @@ def neutralise_untrusted(text: str) -> str:
     (`USER_<|im_end|>SPEECH:`); defusing prefixes and markup only replaces characters in place,
     so it cannot create anything new and needs one pass. Linear in the text.
     """
-    text = strip_chat_tokens(strip_invisible(text).translate(_MARKUP_LOOKALIKES))
+    text = strip_chat_tokens(fold_lookalikes(strip_invisible(text)))
     # Prefixes before markup: defusing `<USER_SPEECH:` as markup would leave `[user_SPEECH:`.
     return neutralise_markup(neutralise_prefixes(text))
 
