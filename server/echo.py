@@ -1,8 +1,12 @@
 """The built-in offline responder (`echo`): answers with no model and no keys.
 
-It quotes the user's last utterance and says what perception reports about the user, so anyone
-can wire a Tavus persona to this server and *hear* what it perceives. The reply is deterministic
-and streamed word by word like a model's, optionally paced by `echo_word_delay_ms`.
+It quotes the user's last utterance and says what the *rendered prompt* tells the model about the
+user — the lines of the fenced perception block the template produced, changes note included —
+so anyone can wire a Tavus persona to this server and *hear* what it perceives, and two templates
+give two different answers offline (`perception-llm compare`). With no fence in the prompt
+(`passthrough`), it describes the parsed perception and says the model saw raw tags. The reply
+is deterministic and streamed word by word like a model's, optionally paced by
+`echo_word_delay_ms`.
 """
 
 from __future__ import annotations
@@ -41,7 +45,30 @@ def describe_perception(latest: Snapshot) -> list[str]:
     return [f"{label}: {value.rstrip('.')}." for label, value in labelled if value]
 
 
-def compose_reply(conversation: Conversation) -> str:
+_FENCE_OPEN = "\u27e6perception "  # the fence marker's opening, whatever the nonce
+
+
+def fenced_lines(prompt_messages: list[Any]) -> list[str] | None:
+    """The item lines of the last fenced perception block in the prompt, or None if none."""
+    for message in reversed(prompt_messages):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        text = message_text(message.get("content")) or ""
+        start = text.rfind(_FENCE_OPEN)
+        if start == -1:
+            continue
+        end = text.find("\u27e6/perception", start)
+        block = text[start : end if end != -1 else len(text)].splitlines()[1:]  # past the marker
+        # Item lines, whatever the template's layout; headings ("...right now:") are skipped.
+        return [
+            line.strip().removeprefix("- ")
+            for line in block
+            if line.strip() and not line.strip().endswith(":")
+        ]
+    return None
+
+
+def compose_reply(conversation: Conversation, prompt_messages: list[Any] | None = None) -> str:
     speech = last_user_speech(conversation.messages)
     if conversation.latest.silence:
         opening = "You stayed silent."
@@ -50,7 +77,13 @@ def compose_reply(conversation: Conversation) -> str:
     else:
         quoted = speech if len(speech) <= _SPEECH_LIMIT else speech[:_SPEECH_LIMIT] + "…"
         opening = f'You said: "{quoted}"'
-    perceived = describe_perception(conversation.latest)
+    lines = fenced_lines(prompt_messages) if prompt_messages is not None else None
+    if lines:
+        perceived = ["The prompt tells me: " + "; ".join(line.rstrip(".") for line in lines) + "."]
+    else:
+        perceived = describe_perception(conversation.latest)
+        if perceived and prompt_messages is not None:
+            perceived.insert(0, "The prompt has no fence; the model saw raw tags.")
     if not perceived:
         perceived = ["I have no perception of you in this request."]
     return " ".join([opening, *perceived])
@@ -70,7 +103,7 @@ class EchoResponder:
         return [self.model]
 
     async def stream(self, job: CompletionJob) -> AsyncIterator[ResponseEvent]:
-        reply = compose_reply(job.conversation)
+        reply = compose_reply(job.conversation, job.prompt_messages)
         for index, word in enumerate(words(reply)):
             if self.word_delay and index:
                 await job.control.wait(asyncio.sleep(self.word_delay), None)

@@ -68,7 +68,7 @@ def test_speculative_abandons_partials_and_the_conversation_grows(server_url: st
     )
     assert result.returncode == 0, result.stdout
     assert "speculative requests abandoned" in result.stdout
-    assert "Your voice: The user sounded sarcastic and flat." in result.stdout
+    assert "voice: The user sounded sarcastic and flat" in result.stdout
     assert "the endpoint meets the contract Tavus relies on" in result.stdout
 
 
@@ -244,7 +244,7 @@ def test_compare_in_process_uses_the_configured_server(tmp_path: Path) -> None:
     result = cli("compare", "raven1-sarcasm", "--prompts", "minimal,default")
     assert result.returncode == 0, result.stderr
     assert "minimal      (" in result.stdout and "default      (" in result.stdout
-    assert "Your voice: The user sounded sarcastic and flat." in result.stdout
+    assert "voice: The user sounded sarcastic and flat" in result.stdout
 
 
 def test_compare_unknown_template_is_status_2() -> None:

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import load_sample
+from tests.conftest import FIXTURES, load_sample
 
 RAVEN = load_sample("raven0-documented")
 
@@ -80,7 +80,7 @@ def test_streaming_and_non_streaming_agree(live_url: str) -> None:
     )
     whole = client.chat.completions.create(model="m", messages=body["messages"])
     assert streamed == whole.choices[0].message.content
-    assert "Your voice: The user sounded sarcastic when they said this." in streamed
+    assert "voice: The user sounded sarcastic when they said this" in streamed
     assert '"Wow, I love Mondays."' in streamed
 
 
@@ -239,3 +239,20 @@ def test_right_key_is_accepted_and_health_stays_open(keyed_url: str) -> None:
     )
     assert completion.choices[0].message.content
     assert httpx.get(keyed_url + "/healthz").status_code == 200
+
+
+def test_the_offline_responder_answers_from_the_prompt_each_template_produced(
+    live_url: str,
+) -> None:
+    """Templates can be compared with no model: echo reads the fenced block it was sent."""
+    fixture = json.loads((FIXTURES / "perception" / "tavus-logged-layout.json").read_text())
+    replies = {}
+    for template in ("default", "minimal", "passthrough"):
+        reply = sdk(live_url).chat.completions.create(
+            model="echo", messages=fixture["messages"], extra_body={"prompt": template}
+        )
+        replies[template] = reply.choices[0].message.content or ""
+    assert "→" in replies["default"]  # the changes note: emotions went Neutral → Confused
+    assert "→" not in replies["minimal"] and "The prompt tells me:" in replies["minimal"]
+    assert "raw tags" in replies["passthrough"]
+    assert len(set(replies.values())) == 3
