@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -110,7 +111,14 @@ def test_within_limits_is_fine(url: str) -> None:
     assert post(url, {"messages": [{"role": "user", "content": "y" * 50}] * 3}).status_code == 200
 
 
-def test_concurrency_cap_is_a_429_with_retry_after_and_frees_up() -> None:
+SLOT_BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+
+@contextmanager
+def one_slot_server(next_word: str) -> Iterator[tuple[str, FakeUpstream, Callable[[], None]]]:
+    """A server with one completion slot, held by a stream that hangs after its first token.
+    Yields the base URL, the upstream, and a function that abandons the holding stream (the
+    next upstream reply is `next_word` and stop)."""
     with (
         FakeUpstream().serving() as fake,
         running_server(
@@ -119,25 +127,34 @@ def test_concurrency_cap_is_a_429_with_retry_after_and_frees_up() -> None:
     ):
         fake.script = [
             Reply(steps=[("data", chunk({"content": "busy"})), ("hang", None)]),
-            Reply(steps=[("data", chunk({"content": "free"})), ("data", chunk({}, "stop"))]),
+            Reply(steps=[("data", chunk({"content": next_word})), ("data", chunk({}, "stop"))]),
         ]
-        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
         client = httpx.Client(timeout=10)
         first = client.send(
-            client.build_request("POST", base + "/v1/chat/completions", json=body), stream=True
+            client.build_request("POST", base + "/v1/chat/completions", json=SLOT_BODY),
+            stream=True,
         )
-        lines = first.iter_lines()
+        lines = first.iter_lines()  # kept: a collected iterator would close the stream
         assert next(line for line in lines if line.startswith("data: {"))
-        refused = httpx.post(base + "/v1/chat/completions", json=body, timeout=10)
+
+        def abandon() -> None:
+            first.close()
+            client.close()
+            assert fake.received[0].gone.wait(2)
+
+        yield base, fake, abandon
+
+
+def test_concurrency_cap_is_a_429_with_retry_after_and_frees_up() -> None:
+    with one_slot_server("free") as (base, _, abandon):
+        refused = httpx.post(base + "/v1/chat/completions", json=SLOT_BODY, timeout=10)
         assert refused.status_code == 429
         assert refused.headers["retry-after"] == "1"
         assert refused.json()["error"]["code"] == "too_many_concurrent_streams"
-        first.close()
-        client.close()
-        assert fake.received[0].gone.wait(2)
+        abandon()
         # The slot is free again once the abandoned stream has been cleaned up.
         again = httpx.post(
-            base + "/v1/chat/completions", json={**body, "stream": False}, timeout=10
+            base + "/v1/chat/completions", json={**SLOT_BODY, "stream": False}, timeout=10
         )
         assert (
             again.status_code == 200 and again.json()["choices"][0]["message"]["content"] == "free"
@@ -147,23 +164,7 @@ def test_concurrency_cap_is_a_429_with_retry_after_and_frees_up() -> None:
 def test_slot_is_taken_before_the_body_is_parsed_and_large_bodies_still_work() -> None:
     """A request past the cap is refused before any parsing (its invalid JSON is never read),
     and a body large enough to be prepared off the event loop completes normally."""
-    with (
-        FakeUpstream().serving() as fake,
-        running_server(
-            make_settings(upstream_base_url=fake.base_url, max_concurrent_streams=1)
-        ) as base,
-    ):
-        fake.script = [
-            Reply(steps=[("data", chunk({"content": "busy"})), ("hang", None)]),
-            Reply(steps=[("data", chunk({"content": "big"})), ("data", chunk({}, "stop"))]),
-        ]
-        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-        client = httpx.Client(timeout=10)
-        first = client.send(
-            client.build_request("POST", base + "/v1/chat/completions", json=body), stream=True
-        )
-        lines = first.iter_lines()  # kept: a collected iterator would close the stream
-        assert next(line for line in lines if line.startswith("data: {"))
+    with one_slot_server("big") as (base, _, abandon):
         garbage = b"{" + b"x" * (OFF_LOOP_BODY_BYTES + 1)
         refused = httpx.post(
             base + "/v1/chat/completions",
@@ -172,9 +173,7 @@ def test_slot_is_taken_before_the_body_is_parsed_and_large_bodies_still_work() -
             timeout=10,
         )
         assert refused.status_code == 429, refused.text
-        first.close()
-        client.close()
-        assert fake.received[0].gone.wait(2)
+        abandon()
         turns = [{"role": "user", "content": "<user_a>" * 10_000}] * 4
         large = {"model": "m", "messages": [*turns, {"role": "user", "content": "hi"}]}
         assert len(json.dumps(large)) > OFF_LOOP_BODY_BYTES
