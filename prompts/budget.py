@@ -2,8 +2,9 @@
 
 Turns are dropped in units that keep the conversation valid for any OpenAI-compatible server:
 an assistant message with `tool_calls` goes together with the `tool` results that answer it (a
-lone `tool` message is rejected by the API). Persona system text and the last user turn (with
-everything after it) are never dropped.
+lone `tool` message is rejected by the API). Persona system text, the greeting (an assistant turn
+before any user turn: Tavus sends the persona's `custom_greeting` that way) and the last user turn
+(with everything after it) are never dropped.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from prompts.tokens import estimate_message_tokens
 def droppable_units(turns: list[Any], keep_from: int) -> list[list[int]]:
     """Indexes of `turns[:keep_from]` grouped into units, oldest first."""
     units: list[list[int]] = []
+    seen_user = False
     for index in range(keep_from):
         message = turns[index]
         role = message.get("role") if isinstance(message, dict) else None
-        if role in INSTRUCTION_ROLES:
+        if isinstance(role, str) and role in INSTRUCTION_ROLES:
             continue  # persona text is never dropped, wherever it sits
+        if role == "assistant" and not seen_user:
+            continue  # the greeting opens the call: older user turns go first
+        seen_user = seen_user or role == "user"
         if role == "tool" and units and _opens_tool_calls(turns[units[-1][0]]):
             units[-1].append(index)
         else:

@@ -93,9 +93,10 @@ def test_over_budget_collapses_perception_then_drops_oldest_turns(
     assert rendered.messages[-1]["content"].endswith(
         "Question 29: how do I find the missing angle here?"
     )
-    # the oldest turns went first: what is left is a suffix of the conversation
-    kept = [m["content"] for m in rendered.messages[2:-1]]
-    turns = [m["content"] for m in full.messages[2:-1]]
+    # the oldest turns went first: after the greeting (always kept), what is left is a suffix
+    assert rendered.messages[2] == full.messages[2] == messages[1]  # the greeting
+    kept = [m["content"] for m in rendered.messages[3:-1]]
+    turns = [m["content"] for m in full.messages[3:-1]]
     assert kept == turns[len(turns) - len(kept) :]
     record = next(r for r in caplog.records if "prompt budget" in r.getMessage())
     assert f"dropped_turns={rendered.dropped_turns}" in record.getMessage()
@@ -113,7 +114,7 @@ def test_persona_and_last_user_turn_survive_any_budget() -> None:
     rendered = render(raven_conversation(10), 256)
     assert rendered.over_budget
     roles = [m["role"] for m in rendered.messages]
-    assert roles == ["system", "system", "user"]
+    assert roles == ["system", "system", "assistant", "user"]  # persona, fence, greeting, turn
     assert rendered.messages[0] == PERSONA
 
 
@@ -149,3 +150,21 @@ def test_passthrough_is_untouched_but_reports_the_budget() -> None:
     messages = raven_conversation(30)
     rendered = render(messages, 500, "passthrough")
     assert rendered.messages == messages and rendered.over_budget and rendered.dropped_turns == 0
+
+
+def test_the_greeting_outlives_older_user_turns() -> None:
+    """Tavus sends the persona's greeting as an assistant turn before the first user turn; the
+    budget drops older user turns before it (tests/fixtures/perception/tavus-logged-layout.json)."""
+    greeting = {"role": "assistant", "content": "Hi! Ready to go over your checkride?"}
+    turns: list[dict[str, Any]] = []
+    for index in range(12):
+        turns.append({"role": "user", "content": f"question {index} " + "q" * 300})
+        turns.append({"role": "assistant", "content": f"answer {index} " + "a" * 300})
+    messages = [PERSONA, greeting, *turns, {"role": "user", "content": "last question"}]
+    rendered = render_prompt(
+        parse_messages(messages), messages, TemplateLibrary().get("default"), budget_tokens=600
+    )
+    assert rendered.dropped_turns > 0
+    assert rendered.messages[1] == greeting
+    assert rendered.messages[-1]["content"].endswith("last question")
+    assert not any("question 0 " in str(m.get("content")) for m in rendered.messages)
