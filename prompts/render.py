@@ -9,6 +9,10 @@ Layout for every non-passthrough template:
 4. the template's fenced perception block, prepended to the last user turn. Perception is thus
    demoted from the system role to the user's own turn, where user-derived data belongs.
 
+Before the user has spoken (Tavus calls with only system text, or with just the greeting), a
+placeholder user turn `NO_USER_TURN` is added after the turns: several providers reject a
+conversation with no user message, and the model should know nobody has spoken yet.
+
 Over the budget: first the "changes" note is dropped (perception collapses to the latest
 snapshot), then the oldest turns (see budget.py). What was dropped is logged and returned.
 """
@@ -27,6 +31,7 @@ from prompts.tokens import estimate_message_tokens
 from prompts.view import template_variables
 
 logger = logging.getLogger(__name__)
+NO_USER_TURN = "[The call has just started; the user has not said anything yet.]"
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,8 @@ def render_prompt(
             collapsed = True
         turns = _with_block(turns, block)
 
+    if last_user_index(turns) is None:
+        turns = [*turns, {"role": "user", "content": NO_USER_TURN}]
     dropped = 0
     if budget_tokens is not None:
         turns, dropped = drop_oldest_turns(head, turns, budget_tokens)

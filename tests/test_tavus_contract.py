@@ -58,3 +58,35 @@ def test_the_configuration_check_can_go_to_the_model() -> None:
         fake.script = [text_reply("from ", "the ", "model")]
         assert ask(url, stream=True) == "from the model"
         assert len(fake.received) == 1
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "system", "content": "You are Nova."}],
+        [
+            {"role": "system", "content": "You are Nova."},
+            {"role": "assistant", "content": "Hi! Ready for your checkride?"},
+        ],
+    ],
+    ids=["system text only", "greeting only"],
+)
+def test_before_the_user_speaks_the_model_gets_a_placeholder_user_turn(
+    messages: list[dict[str, str]],
+) -> None:
+    """Tavus can call before the user has spoken (a public integration's logs); several
+    providers reject a conversation without a user message."""
+    from perception import parse_messages
+    from prompts.render import NO_USER_TURN, render_prompt
+    from prompts.templates import TemplateLibrary
+
+    for template in ("default", "minimal"):
+        rendered = render_prompt(
+            parse_messages(messages), messages, TemplateLibrary().get(template)
+        ).messages
+        assert rendered[: len(messages)] == messages
+        assert rendered[-1] == {"role": "user", "content": NO_USER_TURN}
+    passthrough = render_prompt(
+        parse_messages(messages), messages, TemplateLibrary().get("passthrough")
+    )
+    assert passthrough.messages == messages  # passthrough sends exactly what Tavus sent
