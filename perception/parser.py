@@ -15,6 +15,7 @@ from perception.models import (
     FIELD_NAMES,
     INSTRUCTION_ROLES,
     Conversation,
+    InstructionPart,
     IssueKind,
     Mode,
     Observation,
@@ -186,13 +187,26 @@ class _ConversationBuilder:
         return Snapshot(**newest, extra=extra)
 
 
+def system_text_parts(messages: list[Any]) -> list[InstructionPart]:
+    """The ordered parts of every kept system/developer message (see `perception.instructions`)."""
+    return [
+        part
+        for index, message in enumerate(messages)
+        if isinstance(message, dict)
+        and isinstance(message.get("role"), str)
+        and message["role"] in INSTRUCTION_ROLES
+        for part in instruction_parts(index, message_text(message.get("content")) or "")
+    ]
+
+
 def parse_messages(
-    messages: Any, *, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
+    messages: Any, *, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS, instructions: bool = True
 ) -> Conversation:
     """Split a chat-completions `messages` list into conversation and perception.
 
     Never raises: a non-list gives an empty conversation with an `invalid_messages` issue, and
-    odd elements are passed through unchanged with an issue each.
+    odd elements are passed through unchanged with an issue each. `instructions=False` skips
+    splitting the system text into parts (the completion path does not need them).
     """
     builder = _ConversationBuilder(max_field_chars)
     if not isinstance(messages, list):
@@ -224,12 +238,5 @@ def parse_messages(
         observations=builder.observations,
         messages=builder.messages,
         issues=builder.issues,
-        instructions=[
-            part
-            for index, message in enumerate(builder.messages)
-            if isinstance(message, dict)
-            and isinstance(message.get("role"), str)
-            and message["role"] in INSTRUCTION_ROLES
-            for part in instruction_parts(index, message_text(message.get("content")) or "")
-        ],
+        instructions=system_text_parts(builder.messages) if instructions else [],
     )
