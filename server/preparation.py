@@ -36,7 +36,7 @@ def prepare_now(raw: bytes, request: Request, settings: Settings) -> Prepared:
         raise InvalidRequestError("Only n=1 is supported.", param="n")
     check_request_limits(completion_request, body, settings)
     conversation = parse_messages(
-        body["messages"], max_field_chars=settings.perception_max_field_chars
+        body["messages"], max_field_chars=settings.perception_max_field_chars, instructions=False
     )
     rendered = render_for_request(body, request, conversation)
     return Prepared(body, completion_request, conversation, rendered)
