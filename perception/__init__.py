@@ -5,11 +5,13 @@ A pure library (stdlib + pydantic, no I/O): `parse_messages(messages)` returns a
 conversation with perception removed, and any issues found. See README "Perception".
 """
 
+from perception.emotion_rule import find_emotion_rule
 from perception.instructions import instruction_parts, without_preamble
 from perception.models import (
     FIELD_NAMES,
     INSTRUCTION_ROLES,
     Conversation,
+    EmotionRule,
     InstructionPart,
     Observation,
     ParseIssue,
@@ -27,11 +29,13 @@ __all__ = [
     "INSTRUCTION_ROLES",
     "UNPARSED_KEY",
     "Conversation",
+    "EmotionRule",
     "InstructionPart",
     "Observation",
     "ParseIssue",
     "PerceptionFields",
     "Snapshot",
+    "find_emotion_rule",
     "instruction_parts",
     "message_text",
     "neutralise_markup",

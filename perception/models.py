@@ -92,6 +92,18 @@ class InstructionPart(StrictModel):
     text: str = Field(description="The span, verbatim; a message's parts join back to it.")
 
 
+class EmotionRule(StrictModel):
+    """Tavus' Phoenix-4 rule that every reply begins with `<emotion value="…"/>`."""
+
+    text: str = Field(description="The rule's sentence, as found in the system text.")
+    values: list[str] | None = Field(
+        None, description="The values the rule itself lists as allowed; null when it lists none."
+    )
+    examples: list[str] = Field(
+        default_factory=list, description='Values the rule shows as examples (`value="…"`).'
+    )
+
+
 class Conversation(StrictModel):
     """A Tavus request's messages, split into conversation and perception."""
 
@@ -110,5 +122,12 @@ class Conversation(StrictModel):
         description=(
             "The persona's system text as ordered parts: Tavus' perception preamble, its style, "
             "language, date/time and emotion-tag rules, and the persona's own text."
+        ),
+    )
+    emotion_rule: EmotionRule | None = Field(
+        None,
+        description=(
+            "Tavus' rule that every reply starts with an emotion tag (Phoenix-4), when the "
+            "persona's system text carries one."
         ),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from perception.emotion_rule import find_emotion_rule
 from perception.instructions import instruction_parts
 from perception.models import (
     FIELD_NAMES,
@@ -239,4 +240,5 @@ def parse_messages(
         messages=builder.messages,
         issues=builder.issues,
         instructions=system_text_parts(builder.messages) if instructions else [],
+        emotion_rule=find_emotion_rule(builder.messages),
     )

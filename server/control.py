@@ -20,6 +20,10 @@ T = TypeVar("T")
 CONVERSATION_HEADERS = ("conversation-id", "conversation_id", "x-conversation-id")
 
 
+def conversation_id_of(headers: Mapping[str, str]) -> str | None:
+    return next((headers[h] for h in CONVERSATION_HEADERS if h in headers), None)
+
+
 class RequestControl:
     """The cancellation state of one request."""
 
@@ -28,6 +32,7 @@ class RequestControl:
         self.superseded = False
         self.shutting_down = False
         self._timeout: asyncio.Timeout | None = None
+        self.twins: list[RequestControl] = []  # identical requests sharing this one's reply
         self._shutdown_timer: asyncio.TimerHandle | None = None
 
     def _stopped(self) -> APIError | None:
@@ -63,6 +68,8 @@ class RequestControl:
     def supersede(self) -> None:
         self.superseded = True
         self._interrupt()
+        for twin in self.twins:
+            twin.supersede()
 
     def stop_at(self, deadline: float) -> None:
         """Let the request run until the loop-time `deadline` (shutdown grace), then stop it."""
@@ -95,13 +102,18 @@ class ConversationRegistry:
         for control in self._all:
             control.stop_at(self.drain_deadline)
 
-    def start(self, headers: Mapping[str, str]) -> RequestControl:
-        conversation_id = next((headers[h] for h in CONVERSATION_HEADERS if h in headers), None)
+    def start(self, headers: Mapping[str, str], twin: bool = False) -> RequestControl:
+        """Register a request; a newer one for the same conversation supersedes the older,
+        except a `twin` (identical to the one in flight), which joins it instead."""
+        conversation_id = conversation_id_of(headers)
         control = RequestControl(conversation_id)
         self._all.add(control)
         if self.drain_deadline is not None:
             control.stop_at(self.drain_deadline)
-        if conversation_id:
+        current = self._inflight.get(conversation_id) if conversation_id else None
+        if twin and current is not None:
+            current.twins.append(control)
+        elif conversation_id:
             older = self._inflight.get(conversation_id)
             if older is not None:
                 older.supersede()
@@ -111,8 +123,17 @@ class ConversationRegistry:
     def finish(self, control: RequestControl) -> None:
         control.release()
         self._all.discard(control)
-        if control.conversation_id and self._inflight.get(control.conversation_id) is control:
-            del self._inflight[control.conversation_id]
+        conversation_id = control.conversation_id
+        current = self._inflight.get(conversation_id) if conversation_id else None
+        if conversation_id and current is control:
+            if control.twins:  # the twins still stream: the oldest now stands for the call
+                heir, *others = control.twins
+                heir.twins.extend(others)
+                self._inflight[conversation_id] = heir
+            else:
+                del self._inflight[conversation_id]
+        elif current is not None and control in current.twins:
+            current.twins.remove(control)
 
     def __len__(self) -> int:
         return len(self._inflight)

@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from server.chunks import ChunkEncoder
-from server.control import RequestControl
+from server.control import RequestControl, conversation_id_of
+from server.emotion_tags import EmotionPolicy, with_emotion_tag
 from server.observability import CONVERSATION_ID, log_safe
 from server.preparation import Prepared, prepare
+from server.prompting import PROMPT_HEADER
 from server.request_log import CompletionRecord
 from server.responders import CompletionJob, ResponseEvent
 from server.services import Services
+from server.sharing import Key, SharedGeneration, as_twin
 from server.streaming import word_events
 
 logger = logging.getLogger(__name__)
@@ -43,6 +46,9 @@ class Completion:
     job: CompletionJob
     encoder: ChunkEncoder
     record: CompletionRecord
+    shared: SharedGeneration | None = None  # this request leads it: twins may join
+    twin_of: SharedGeneration | None = None  # this request is a twin: it reads that one
+    _share_key: Key | None = field(default=None, repr=False)
     _first: asyncio.Task[ResponseEvent] | None = field(default=None, repr=False)
     _done: bool = field(default=False, repr=False)
 
@@ -52,11 +58,21 @@ class Completion:
         register it; if preparing fails, the slot is released before the error propagates."""
         services.gate.enter()
         try:
-            prepared = await prepare(await request.body(), request, services)
+            raw = await request.body()
+            prepared = await prepare(raw, request, services)
         except BaseException:
             services.gate.leave()
             raise
-        control = services.conversations.start(request.headers)
+        key = None
+        if services.settings.share_identical_requests:
+            key = services.shared.key(
+                conversation_id_of(request.headers),
+                raw,
+                request.url.query,
+                request.headers.get(PROMPT_HEADER, ""),
+            )
+        twin_of = services.shared.twin_of(key)
+        control = services.conversations.start(request.headers, twin=twin_of is not None)
         job = CompletionJob(
             request=prepared.completion_request,
             body=prepared.body,
@@ -74,7 +90,9 @@ class Completion:
             stream=prepared.completion_request.stream,
             prompt_tokens=prepared.rendered.prompt_tokens,
         )
-        return cls(services, control, job, encoder, record), prepared
+        completion = cls(services, control, job, encoder, record, twin_of=twin_of)
+        completion._share_key = key
+        return completion, prepared
 
     @property
     def is_config_check(self) -> bool:
@@ -92,9 +110,26 @@ class Completion:
             logger.info("answered Tavus' configuration check without calling the model")
             self.record.template = "config-check"
             return _replay(word_events(CONFIG_CHECK_REPLY))
+        if self.twin_of is not None:
+            return as_twin(self.twin_of, self.control, self.record)
         events = self.services.responder.stream(self.job)
+        if self._share_key is not None:  # read by a task of its own, so twins can join
+            self.shared = self.services.shared.begin(self._share_key, events)
+            return self.shared.read(self.control)
         self._first = asyncio.ensure_future(anext(events))
         return self._chained(self._first, events)
+
+    def with_emotion_tag(
+        self, events: AsyncIterator[ResponseEvent]
+    ) -> AsyncIterator[ResponseEvent]:
+        """`events`, guaranteed to begin with an emotion tag when the request carries Tavus'
+        Phoenix-4 rule (and the setting is on); otherwise `events` themselves."""
+        rule = self.job.conversation.emotion_rule
+        settings = self.services.settings
+        if rule is None or not settings.emotion_tags:
+            return events
+        policy = EmotionPolicy.for_rule(rule, settings.emotion_values, settings.emotion_map)
+        return with_emotion_tag(events, policy, policy.for_conversation(self.job.conversation))
 
     @staticmethod
     async def _chained(
@@ -119,6 +154,9 @@ class Completion:
         self._done = True
         if self._first is not None and not self._first.done():
             self._first.cancel()  # nobody will read it: stop the upstream request now
+        generation = self.shared or self.twin_of
+        if generation is not None:
+            generation.release()
         self.services.gate.leave()
         self.services.conversations.finish(self.control)
         self.record.finish(self.services.metrics)

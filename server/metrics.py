@@ -41,6 +41,11 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.upstream_calls_saved = Counter(
+            "perception_llm_upstream_calls_saved_total",
+            "Completions answered from an identical in-flight request's upstream generation.",
+            registry=self.registry,
+        )
         self.time_to_first_token = Histogram(
             "perception_llm_time_to_first_token_seconds",
             "From request to the first content or tool-call token sent.",

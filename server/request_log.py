@@ -38,6 +38,7 @@ class CompletionRecord:
     outcome: Outcome = Outcome.COMPLETED
     error: str | None = None
     prompt_tokens: int = 0
+    shared: bool = False  # answered from an identical request's upstream generation
 
     def ended_by(self, error: BaseException, message: str | None = None) -> None:
         """Record how `error` ended the completion (its outcome, and what to log of it)."""
@@ -66,6 +67,8 @@ class CompletionRecord:
             metrics.prompt_tokens.observe(self.prompt_tokens)
             if self.first_token is not None:
                 metrics.time_to_first_token.observe(self.first_token - self.started)
+            if self.shared:
+                metrics.upstream_calls_saved.inc()
             reason = CANCEL_REASONS.get(self.outcome)
             if reason is not None:
                 metrics.cancellations.labels(reason).inc()
@@ -86,10 +89,11 @@ class CompletionRecord:
             "chunks": self.chunks,
             "prompt_tokens": self.prompt_tokens,
             "error": error,
+            "shared": self.shared,
         }
         logger.info(
             "completion request_id=%s conversation_id=%s model=%s template=%s stream=%s "
-            "outcome=%s ttft_ms=%s total_ms=%.1f chunks=%d%s",
+            "outcome=%s ttft_ms=%s total_ms=%.1f chunks=%d%s%s",
             self.request_id,
             log_safe(self.conversation_id),
             model,
@@ -99,6 +103,7 @@ class CompletionRecord:
             ttft,
             total,
             self.chunks,
+            " shared=true" if self.shared else "",
             f" error={error!r}" if error else "",
             extra={"fields": fields},
         )

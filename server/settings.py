@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from server.emotion_values import DEFAULT_EMOTION_MAP, DEFAULT_EMOTION_VALUES
+
 ENV_PREFIX = "PERCEPTION_LLM_"
 
 
@@ -124,6 +126,36 @@ class Settings(BaseSettings):
         description=(
             "Spoken instead of an error when the upstream fails before the first token of a"
             " stream (a silent replica is the worst outcome). Empty: return the error instead."
+        ),
+    )
+    share_identical_requests: bool = Field(
+        True,
+        description=(
+            "Identical requests (same conversation id and body) that arrive while one is in "
+            "flight share its upstream generation: one upstream call, each client gets the "
+            "whole stream (Tavus retries and speculates)."
+        ),
+    )
+    emotion_tags: bool = Field(
+        True,
+        description=(
+            "When the system text carries Tavus' Phoenix-4 rule, guarantee every streamed reply "
+            'begins with one well-formed `<emotion value="…"/>` (the model\'s own, repaired, or '
+            "one chosen from the user's perceived emotions)."
+        ),
+    )
+    emotion_values: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EMOTION_VALUES),
+        description=(
+            "Emotion values allowed in the tag when the rule lists none, as JSON (the rule's "
+            "own examples are added)."
+        ),
+    )
+    emotion_map: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_EMOTION_MAP),
+        description=(
+            "Words in the perceived emotions (or in a model's unknown value) and the reply "
+            "emotion each one chooses, as JSON; the earliest word found wins, else `neutral`."
         ),
     )
     keepalive_seconds: float = Field(

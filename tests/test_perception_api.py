@@ -24,7 +24,15 @@ def test_accepts_a_messages_object_or_a_whole_request(client: TestClient) -> Non
     assert whole.status_code == only.status_code == 200
     assert whole.json() == only.json()
     data = whole.json()
-    assert set(data) == {"mode", "latest", "observations", "messages", "issues", "instructions"}
+    assert set(data) == {
+        "mode",
+        "latest",
+        "observations",
+        "messages",
+        "issues",
+        "instructions",
+        "emotion_rule",
+    }
     assert data["mode"] == "raven"
     assert data["observations"][0]["message_index"] == 2
 

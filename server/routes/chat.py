@@ -90,17 +90,19 @@ async def chat_completions(request: Request) -> Response:
     require_json_content_type(request)
     completion, prepared = await Completion.begin(app, request)
     events = completion.start()  # the upstream request starts now, while we set up the response
-    if not prepared.completion_request.stream:
+    stream = prepared.completion_request.stream
+    if stream and app.settings.fallback_text:
+        # Start streaming at once: keep-alives flow while the upstream thinks, and a failure
+        # before the first token becomes the spoken fallback line instead of silence.
+        events = with_fallback(events, app.settings.fallback_text, completion.record)
+    events = completion.with_emotion_tag(events)
+    if not stream:
         try:
             reply = collect_completion(events, completion.encoder, completion.record)
             return JSONResponse(await until_disconnected(request, reply))
         finally:
             completion.finish()
-    if app.settings.fallback_text:
-        # Start streaming at once: keep-alives flow while the upstream thinks, and a failure
-        # before the first token becomes the spoken fallback line instead of silence.
-        events = with_fallback(events, app.settings.fallback_text, completion.record)
-    else:
+    if not app.settings.fallback_text:
         try:
             events = await until_disconnected(request, prefetched(events))
         except BaseException:

@@ -1,0 +1,146 @@
+"""Identical requests in flight share one upstream generation.
+
+Tavus calls more than once per turn (a retry, plus speculative requests), and public
+integrations were billed for each. A request with the same conversation id and byte-identical
+body as one still in flight does not call the upstream: it receives the first request's events,
+from the beginning, as they arrive.
+
+For a request that could be shared (it has a conversation id), the upstream is read by a task
+of its own that appends each event to a buffer, and the request reads the buffer; so does any
+twin that joins. Whoever leaves — the first client or a twin — the others keep the whole
+stream, because no client's cancellation ever lands inside the upstream read (Tavus drops the
+older of two identical requests, mid-read, which is exactly when a twin needs the generation).
+The task stops, closing the upstream, when the last reader leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from typing import TypeAlias
+
+from server.control import RequestControl
+from server.request_log import CompletionRecord
+from server.responders import ResponseEvent
+
+Key: TypeAlias = tuple[str, bytes]
+
+
+class AbandonedError(Exception):
+    """The shared generation ended because its leader left before handing it over."""
+
+
+async def _close(events: AsyncIterator[ResponseEvent]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+class SharedGeneration:
+    def __init__(
+        self, registry: SharedGenerations, key: Key, events: AsyncIterator[ResponseEvent]
+    ) -> None:
+        self._registry = registry
+        self._key = key
+        self.events: list[ResponseEvent] = []
+        self.holders = 1  # requests that will read it: the first, then each twin that joins
+        self.twins = 0
+        self.ended = False
+        self._error: BaseException | None = None
+        self._changed = asyncio.Event()
+        self._driver = asyncio.ensure_future(self._drive(events))  # the upstream starts now
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _end(self, error: BaseException | None = None) -> None:
+        if self.ended:
+            return
+        self.ended, self._error = True, error
+        self._registry.forget(self._key, self)
+        self._wake()
+
+    async def _drive(self, events: AsyncIterator[ResponseEvent]) -> None:
+        try:
+            async for event in events:
+                self.events.append(event)
+                self._wake()
+            self._end()
+        except asyncio.CancelledError:
+            self._end(AbandonedError())
+            raise
+        except Exception as error:
+            self._end(error)
+        finally:
+            await _close(events)
+
+    async def read(self, control: RequestControl) -> AsyncIterator[ResponseEvent]:
+        """Every event from the first, waiting for new ones (a superseded or shut-down
+        `control` stops the wait); the generation's error is raised at its end."""
+        position = 0
+        while True:
+            while position < len(self.events):
+                position += 1
+                yield self.events[position - 1]
+            if self.ended:
+                if self._error is not None:
+                    raise self._error
+                return
+            await control.wait(self._changed.wait(), None)
+
+    def release(self) -> None:
+        """A request holding the generation has ended (`Completion.finish`, once per request);
+        after the last one, nobody will read it: stop the upstream."""
+        self.holders -= 1
+        if not self.holders and not self._driver.done():
+            self._driver.cancel()
+
+
+class SharedGenerations:
+    """Generations in flight, by conversation id and body digest (per process)."""
+
+    def __init__(self) -> None:
+        self._live: dict[Key, SharedGeneration] = {}
+        self.saved_calls = 0
+
+    @staticmethod
+    def key(conversation_id: str | None, body: bytes, *choices: str) -> Key | None:
+        """What makes two requests twins: the conversation, the body, and anything else that
+        chooses the reply (`choices`: the query string, the prompt-template header)."""
+        if not conversation_id:
+            return None  # without a conversation id, identical bodies may be different calls
+        digest = hashlib.blake2b(body, digest_size=16)
+        for choice in choices:
+            digest.update(b"\0" + choice.encode("utf-8", "surrogatepass"))
+        return conversation_id, digest.digest()
+
+    def twin_of(self, key: Key | None) -> SharedGeneration | None:
+        """The generation in flight for `key`, which the caller now joins."""
+        generation = self._live.get(key) if key is not None else None
+        if generation is None or generation.ended:
+            return None
+        generation.twins += 1
+        generation.holders += 1
+        return generation
+
+    def begin(self, key: Key, events: AsyncIterator[ResponseEvent]) -> SharedGeneration:
+        generation = self._live[key] = SharedGeneration(self, key, events)
+        return generation
+
+    def forget(self, key: Key, generation: SharedGeneration) -> None:
+        if self._live.get(key) is generation:
+            del self._live[key]
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+
+async def as_twin(
+    generation: SharedGeneration, control: RequestControl, record: CompletionRecord
+) -> AsyncIterator[ResponseEvent]:
+    """A twin's events: the shared generation's, from its first event."""
+    async for event in generation.read(control):
+        record.shared = True  # the upstream call this request would have made was saved
+        yield event
