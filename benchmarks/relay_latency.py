@@ -31,6 +31,7 @@ import re
 import statistics
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,18 @@ import httpx
 from conversations import raven_conversation
 from processes import ROOT, start
 
-CONTENT = re.compile(r'"content":\s*"w')  # the fake's words are w0, w1, ...
+# The fake's words are w0, w1, ...; with Tavus' Phoenix-4 rule the first follows an emotion tag.
+CONTENT = re.compile(r'"content":\s*"(?:<emotion value=\\"\w+\\"/> )?w')
 SHORT = json.loads((ROOT / "server/samples/raven0-documented.json").read_text())
 LONG = {"model": "gpt-4o-mini", "stream": True, "messages": raven_conversation(30)}
+RULE = ' EVERY RESPONSE MUST BEGIN WITH AN EMOTION TAG such as <emotion value="content"/>.'
+EMOTION = {
+    **SHORT,
+    "messages": [
+        {**message, "content": message["content"] + RULE} if index == 0 else message
+        for index, message in enumerate(SHORT["messages"])
+    ],
+}
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -54,7 +64,9 @@ async def ttft(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> flo
     started = time.perf_counter()
     elapsed = None
     lines = []
-    async with client.stream("POST", url, json=body) as response:
+    # Every Tavus request names its conversation; each request here is a conversation of its own.
+    headers = {"conversation-id": f"bench-{uuid.uuid4().hex}"}
+    async with client.stream("POST", url, json=body, headers=headers) as response:
         async for line in response.aiter_lines():
             lines.append(line)
             if elapsed is None and line.startswith("data: {") and CONTENT.search(line):
@@ -112,7 +124,12 @@ async def measure(targets: dict[str, str], pids: dict[str, int], args: argparse.
             for _ in range(30):
                 await ttft(client, url, SHORT)
                 await ttft(client, url, LONG)
-        for body_name, body in (("short raven", SHORT), ("30-turn raven", LONG)):
+        bodies = (
+            ("short raven", SHORT),
+            ("30-turn raven", LONG),
+            ("short + emotion rule", EMOTION),
+        )
+        for body_name, body in bodies[: args.bodies]:
             for label, concurrency, repeats in (
                 ("1 stream", 1, args.rounds),
                 ("32 streams", 32, args.bursts),
@@ -141,6 +158,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200, help="1-stream requests per target")
     parser.add_argument("--bursts", type=int, default=15, help="32-stream bursts per target")
     parser.add_argument("--idle", type=float, default=0.05, help="idle seconds before each")
+    parser.add_argument("--bodies", type=int, default=3, help="how many of the bodies to run")
     parser.add_argument("--peer", help="another relay's chat-completions URL to add to the run")
     args = parser.parse_args()
     upstream, upstream_url = start(
@@ -155,19 +173,28 @@ def main() -> None:
         r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
         {"PERCEPTION_LLM_UPSTREAM_BASE_URL": upstream_url},
     )
+    unshared, unshared_port = start(
+        [sys.executable, "-m", "server.cli", "serve", "--port", "0"],
+        r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
+        {
+            "PERCEPTION_LLM_UPSTREAM_BASE_URL": upstream_url,
+            "PERCEPTION_LLM_SHARE_IDENTICAL_REQUESTS": "false",
+        },
+    )
     targets = {
         "direct": upstream_url + "/chat/completions",
         "raw relay": relay_url + "/chat/completions",
         "perception-llm": f"http://127.0.0.1:{port}/v1/chat/completions",
+        "no sharing": f"http://127.0.0.1:{unshared_port}/v1/chat/completions",
     }
     if args.peer:
         targets["peer"] = args.peer
-    pids = {"raw relay": relay.pid, "perception-llm": server.pid}
+    pids = {"raw relay": relay.pid, "perception-llm": server.pid, "no sharing": unshared.pid}
     print("targets:", targets, flush=True)
     try:
         asyncio.run(measure(targets, pids, args))
     finally:
-        for process in (server, relay, upstream):
+        for process in (server, unshared, relay, upstream):
             process.terminate()
             process.wait(10)
 

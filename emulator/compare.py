@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import aiohttp
 
 from emulator.simulate import SimulateOptions, make_client
-from emulator.stream import EndpointError, run_stream
+from emulator.stream import EndpointError, listed_model, run_stream
 from scenarios import Scenario
 
 
@@ -64,7 +64,7 @@ async def play(
         for index in range(len(scenario.turns)):
             messages = history + scenario.turn_messages(index)
             body: dict[str, Any] = {
-                "model": options.model or scenario.model or "echo",
+                "model": options.model or scenario.model or "echo",  # see compare()
                 "messages": messages,
                 **scenario.extra_body,
                 "prompt": template,
@@ -76,7 +76,8 @@ async def play(
             ttft = None if result.ttft is None else result.ttft * 1000
             cells.append(Cell(result.text, tokens, ttft, result.error))
             progress.write(
-                f"  {scenario.name} · {template} · turn {index + 1}/{len(scenario.turns)} done\n"
+                f"  {scenario.name} · {template} · turn {index + 1}/{len(scenario.turns)} "
+                f"answered by {result.model or '?'}\n"
             )
             progress.flush()
             history = [*messages, result.assistant_message()]
@@ -92,6 +93,13 @@ async def compare(
     options: SimulateOptions,
     progress: TextIO = sys.stderr,
 ) -> list[ScenarioComparison]:
+    if options.model is None:  # the endpoint's own response model, not silently the offline one
+        client = make_client(options, "compare-models")
+        try:
+            options.model = await listed_model(client)
+        finally:
+            await client.close()
+        progress.write(f"model: {options.model or 'echo'} (the endpoint's; --model to choose)\n")
     comparisons = []
     for scenario in scenarios:
         comparison = ScenarioComparison(scenario, templates)

@@ -16,25 +16,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+import httpx
 import openai
 
-from emulator.stream import StreamResult, run_stream
+from emulator.conformance import CHECKS, conformance, emotion_problems
+from emulator.stream import StreamResult, listed_model, run_stream
 from scenarios import Scenario
 
-CHECKS = {
-    "http_status": "requests answered 200",
-    "content_type": "Content-Type: text/event-stream",
-    "sse_framing": "one `data:` line per event, no id:/event:/retry: fields",
-    "chunk_json": "every chunk is a chat.completion.chunk JSON object",
-    "done_terminator": "the stream ends with data: [DONE]",
-    "role_first": "the first delta carries role: assistant",
-    "single_finish_reason": "exactly one finish_reason",
-    "constant_id": "one id/created/model per stream",
-    "tool_call_deltas": "tool-call deltas carry index, id, type, function name",
-    "stream_error": "no error events",
-    "error_body": "a bad request gets an OpenAI error body",
-    "abandoned_request": "an abandoned stream leaves the endpoint serving",
-}
+CONFIG_CHECK_ID = "tavus-openai-compat-test"
 
 
 @dataclass
@@ -77,8 +66,15 @@ class Simulation:
         self.options = options
         self.out = out
         self.results: list[StreamResult] = []
-        self.probe_problems: dict[str, list[str]] = {"error_body": [], "abandoned_request": []}
+        self.probe_problems: dict[str, list[str]] = {
+            "error_body": [],
+            "abandoned_request": [],
+            "config_check": [],
+        }
+        self.replies: list[StreamResult] = []  # the replies a user would hear
+        self.saved_calls: float | None = None
         self.client = make_client(options, "sim-" + secrets.token_hex(6))
+        self.model = options.model or scenario.model  # else the endpoint's, found by run()
 
     def progress(self, text: str) -> None:
         """Where the run is: on stdout, or on stderr when stdout carries the JSON report."""
@@ -94,7 +90,7 @@ class Simulation:
 
     def body(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "model": self.options.model or self.scenario.model or "echo",
+            "model": self.model or "echo",
             "messages": messages,
             **self.scenario.extra_body,
             **self.options.extra_body,
@@ -124,6 +120,21 @@ class Simulation:
         await asyncio.gather(*tasks)
         return len(cuts)
 
+    async def retried(self, messages: list[dict[str, Any]]) -> StreamResult:
+        """The turn's request, then an identical retry while it is in flight (as Tavus retries);
+        the first is abandoned after its first chunk, the retry must still get the whole reply."""
+        first = asyncio.ensure_future(self.stream(messages, abandon_after_first_chunk=True))
+        await asyncio.sleep(0)  # let the first request go out before its retry
+        retry = await self.stream(messages, on_text=self.say)
+        await first
+        if retry.error or not retry.finish_reasons:
+            self.probe_problems.setdefault("identical_retry", []).append(
+                f"the retry did not get a whole reply: {retry.error or 'no finish_reason'}"
+            )
+        else:
+            self.probe_problems.setdefault("identical_retry", [])
+        return retry
+
     async def turn(
         self, history: list[dict[str, Any]], index: int
     ) -> tuple[TurnReport, list[dict[str, Any]]]:
@@ -132,7 +143,10 @@ class Simulation:
         self.say("  reply: ")
         abandoned = await self.speculate(history, index) if self.options.speculative else 0
         messages = history + self.scenario.turn_messages(index)
-        result = await self.stream(messages, on_text=self.say)
+        if self.options.speculative:
+            result = await self.retried(messages)
+        else:
+            result = await self.stream(messages, on_text=self.say)
         first = result
         if result.tool_calls:
             names = ", ".join(call["function"]["name"] for call in result.tool_calls.values())
@@ -150,12 +164,14 @@ class Simulation:
                 ]
             )
             result = await self.stream(messages, on_text=self.say)
+        self.replies.append(result)
         ttft = None if first.ttft is None else first.ttft * 1000
         total = (first.total + (result.total if result is not first else 0)) * 1000
         shown = "-" if ttft is None else f"{ttft:.0f} ms"
         self.say("\n")
         self.progress(
-            f"  time to first token {shown}, total {total:.0f} ms"
+            f"  answered by {result.model or '?'}, time to first token {shown}, "
+            f"total {total:.0f} ms"
             + (f", {abandoned} speculative requests abandoned" if abandoned else "")
             + "\n"
         )
@@ -211,14 +227,59 @@ class Simulation:
         started = time.perf_counter()
         turns = []
         self.progress(f"scenario {self.scenario.name} against {self.options.url}\n")
+        if self.model is None:
+            self.model = await listed_model(self.client) or "echo"
+            self.progress(f"model: {self.model} (the endpoint's first listed; --model to choose)\n")
+        saved_before = await self.calls_saved()
+        if self.scenario.opens_before_user:
+            self.progress("\nbefore the user speaks (system text and greeting only)\n")
+            self.say("  reply: ")
+            opening = await self.stream(history, on_text=self.say)
+            self.replies.append(opening)
+            self.say("\n")
         for index in range(len(self.scenario.turns)):
             report, history = await self.turn(history, index)
             turns.append(report)
-        self.progress("\nprobing: bad request, abandoned request\n")
+        self.progress("\nprobing: configuration check, bad request, abandoned request\n")
+        await self.probe_config_check()
         await self.probe_error_body()
         await self.probe_abandoned(self.scenario.opening_messages())
+        saved_after = await self.calls_saved()
+        if saved_before is not None and saved_after is not None:
+            self.saved_calls = saved_after - saved_before
         await self.client.close()
         return self.report(turns, time.perf_counter() - started)
+
+    async def calls_saved(self) -> float | None:
+        """perception-llm's count of upstream calls saved by sharing identical requests (from
+        its /metrics next to the API's base URL); None for other endpoints."""
+        base = self.options.url.rstrip("/").removesuffix("/v1")
+        try:
+            headers = (
+                {"Authorization": f"Bearer {self.options.api_key}"} if self.options.api_key else {}
+            )
+            async with httpx.AsyncClient(timeout=5, headers=headers) as client:
+                response = await client.get(base + "/metrics")
+        except httpx.HTTPError:  # any endpoint: no metrics is a normal answer
+            return None
+        for line in response.text.splitlines() if response.status_code == 200 else ():
+            if line.startswith("perception_llm_upstream_calls_saved_total "):
+                return float(line.split()[1])
+        return None
+
+    async def probe_config_check(self) -> None:
+        """Tavus validates a persona's LLM settings with this conversation id; the endpoint must
+        answer it like any request (perception-llm answers it without calling its model)."""
+        problems = self.probe_problems["config_check"]
+        client = make_client(self.options, CONFIG_CHECK_ID)
+        try:
+            messages = [*self.scenario.opening_messages(), {"role": "user", "content": "Hello"}]
+            result = await run_stream(client, self.body(messages))
+        finally:
+            await client.close()
+        if result.error or result.problems or not (result.text or result.tool_calls):
+            detail = result.error or (result.problems[:1] or ["an empty reply"])[0]
+            problems.append(f"the configuration check failed: {detail}")
 
     def report(self, turns: list[TurnReport], elapsed: float) -> dict[str, Any]:
         found: dict[str, list[str]] = {name: [] for name in CHECKS}
@@ -228,41 +289,21 @@ class Simulation:
                 found.setdefault(name, []).append(detail)
         for name, problems in self.probe_problems.items():
             found[name].extend(problems)
-        checks = [
-            {
-                "name": name,
-                "description": CHECKS.get(name, name),
-                "ok": not problems,
-                "problems": sorted(set(problems))[:5],
-            }
-            for name, problems in found.items()
-        ]
+        found["emotion_tag"].extend(emotion_problems(self.scenario, self.replies))
+        exercised = {
+            "tool_call_deltas": any(result.tool_calls for result in self.results),
+            "emotion_tag": self.scenario.phoenix4,
+            "identical_retry": "identical_retry" in self.probe_problems,
+        }
         return {
             "url": self.options.url,
             "scenario": self.scenario.name,
             "requests": len(self.results),
             "seconds": round(elapsed, 3),
+            "upstream_calls_saved": self.saved_calls,
             "turns": [turn.__dict__ for turn in turns],
-            "checks": checks,
-            "ok": all(check["ok"] for check in checks),
+            **conformance(found, exercised),
         }
-
-
-def format_report(report: dict[str, Any]) -> str:
-    lines = [f"\nconformance of {report['url']} ({report['requests']} requests):"]
-    for check in report["checks"]:
-        mark = "ok  " if check["ok"] else "FAIL"
-        lines.append(f"  {mark} {check['description']}")
-        lines.extend(f"       - {problem}" for problem in check["problems"])
-    lines.append(
-        "result: "
-        + (
-            "the endpoint meets the contract Tavus relies on"
-            if report["ok"]
-            else "the endpoint breaks the contract Tavus relies on"
-        )
-    )
-    return "\n".join(lines)
 
 
 async def simulate(

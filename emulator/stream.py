@@ -35,6 +35,7 @@ class StreamResult:
     error: str | None = None  # an HTTP error or an error event
     abandoned: bool = False
     chunks: int = 0
+    model: str | None = None  # the model the chunks say answered (e.g. `echo`, the upstream's)
 
     def problem(self, check: str, detail: str) -> None:
         self.problems.append(f"{check}: {detail}")
@@ -104,6 +105,8 @@ class ChunkChecker:
         identity = (chunk.get("id"), chunk.get("created"), chunk.get("model"))
         if self.identity is None:
             self.identity = identity
+            model = chunk.get("model")
+            result.model = model if isinstance(model, str) else None
         elif identity != self.identity:
             result.problem("constant_id", f"id/created/model changed to {identity}")
         for choice in chunk.get("choices") or ():
@@ -210,3 +213,14 @@ async def run_stream(
         raise EndpointError(f"cannot reach {client.base_url}: {error.__cause__ or error}") from None
     result.total = time.perf_counter() - started
     return result
+
+
+async def listed_model(client: openai.AsyncOpenAI) -> str | None:
+    """The model to ask for when none was chosen: the first the endpoint lists, preferring any
+    over the offline `echo` (perception-llm lists its response model first)."""
+    try:
+        page = await client.models.list()
+        names = [model.id for model in page.data if isinstance(model.id, str)]
+    except (openai.APIError, ValueError, TypeError, AttributeError):
+        return None  # an endpoint without a usable /models
+    return next((name for name in names if name != "echo"), names[0] if names else None)

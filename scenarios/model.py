@@ -55,6 +55,11 @@ BASIC_PREAMBLE = (
 )
 
 
+# Phoenix-4's rule as a public integration logged it (tests/fixtures/tavus/emotion-rule.json).
+EMOTION_RULE = 'EVERY RESPONSE MUST BEGIN WITH AN EMOTION TAG such as <emotion value="content"/>.'
+SILENCE = "[the user did not respond]"  # Tavus' user turn when the user stays silent
+
+
 class ScenarioError(Exception):
     """A scenario that cannot be loaded; the message names the file and the problem."""
 
@@ -87,11 +92,20 @@ class Scenario(BaseModel):
     model: str | None = None
     tools: list[dict[str, Any]] | None = None
     extra_body: dict[str, Any] = Field(default_factory=dict)
+    phoenix4: bool = Field(
+        False,
+        description="A Phoenix-4 replica: Tavus adds its emotion-tag rule to the system text.",
+    )
+    opens_before_user: bool = Field(
+        False, description="Tavus calls once before the user speaks (system text and greeting)."
+    )
     turns: list[Turn] = Field(min_length=1)
 
     def opening_messages(self) -> list[dict[str, Any]]:
         """Persona system text (with Tavus' preamble for the mode) and the greeting."""
         persona = " ".join(part for part in (self.system_prompt, self.context) if part)
+        if self.phoenix4:
+            persona = f"{persona} {EMOTION_RULE}"
         if self.perception in ("raven", "raven-1"):
             persona = f"{RAVEN_PREAMBLE} \n{persona}"
         elif self.perception == "basic":

@@ -32,6 +32,7 @@ from server.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from server.model_listing import MODELS_LIST_BYTES, model_ids
 from server.redaction import Redactor
 from server.responders import CompletionJob, ResponseEvent
 from server.settings import Settings
@@ -68,6 +69,7 @@ class UpstreamResponder:
         self.settings = settings
         self.on_error = on_error
         self.redactor = Redactor(settings.secrets())
+        self.listed_models: list[str] = []  # the upstream's own list, read by `probe()`
         base = str(settings.upstream_base_url).rstrip("/")
         self.url = base + "/chat/completions"
         key = settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else None
@@ -105,6 +107,7 @@ class UpstreamResponder:
                     params=self.settings.upstream_query or None,
                     allow_redirects=False,
                 )
+                listing = await response.content.read(MODELS_LIST_BYTES) if response.ok else b""
                 response.close()
         except (TimeoutError, aiohttp.ClientError) as error:
             logger.warning("upstream check: %s is unreachable (%s)", where, type(error).__name__)
@@ -118,7 +121,12 @@ class UpstreamResponder:
                 response.status,
             )
         else:
-            logger.info("upstream check: %s is reachable and accepts our key", where)
+            self.listed_models = model_ids(listing)
+            logger.info(
+                "upstream check: %s is reachable and accepts our key (%d models listed)",
+                where,
+                len(self.listed_models),
+            )
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -159,7 +167,10 @@ class UpstreamResponder:
         return self.settings.upstream_model or job.request.model or "default"
 
     def served_models(self) -> list[str]:
-        return [self.settings.upstream_model] if self.settings.upstream_model else []
+        """The override when one is set, else what the upstream listed at start-up."""
+        if self.settings.upstream_model:
+            return [self.settings.upstream_model]
+        return self.listed_models
 
     def request_body(self, job: CompletionJob) -> dict[str, Any]:
         body = {k: v for k, v in job.body.items() if k not in NOT_FORWARDED}

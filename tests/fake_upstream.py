@@ -30,6 +30,7 @@ class Reply:
     error: dict[str, Any] | None = None  # body for status >= 300
     done: bool = True  # send data: [DONE] at the end
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
+    json_body: Any = None  # answer 200 with this JSON instead of a stream (e.g. a /models list)
 
 
 @dataclass
@@ -85,11 +86,16 @@ def text_reply(
     return Reply(steps=steps)
 
 
+MODEL_LIST = Reply(json_body={"object": "list", "data": [{"id": "up-model", "object": "model"}]})
+NOT_FOUND = Reply(status=404, error={"message": "Not found", "type": "invalid_request_error"})
+
+
 class FakeUpstream:
     def __init__(self, record: bool = True) -> None:
         self.record = record
         self.script: list[Reply] = []
         self.received: list[Received] = []
+        self.gets: list[Received] = []  # GETs answered without the script (see _unscripted)
         self._arrived = threading.Condition()
         self.connections = 0
         self._open: set[int] = set()  # connections neither side has closed yet
@@ -111,6 +117,16 @@ class FakeUpstream:
             if not self._arrived.wait_for(lambda: len(self.received) >= count, timeout):
                 raise TimeoutError(f"only {len(self.received)} of {count} requests arrived")
             return self.received[count - 1]
+
+    def _unscripted(self, request: Received) -> bool:
+        """A GET the script does not answer itself (it answers a GET only with a JSON or error
+        reply): answered like OpenAI — `/models` lists the fake's one model, anything else is
+        404 — and kept apart from `received`, which holds the scripted calls."""
+        upcoming = self.script[0] if self.script else None
+        scripted = upcoming is not None and (
+            upcoming.json_body is not None or upcoming.status >= 300
+        )
+        return request.method == "GET" and not scripted
 
     def next_reply(self) -> Reply:
         if len(self.script) > 1:
@@ -163,6 +179,12 @@ class FakeUpstream:
                 request = await self._read_request(reader, connection)
                 if request is None:
                     return
+                if self._unscripted(request):
+                    self.gets.append(request)
+                    answer = MODEL_LIST if request.path.endswith("/models") else NOT_FOUND
+                    if not await self._respond(reader, writer, request, answer):
+                        return
+                    continue
                 if self.record:
                     with self._arrived:
                         self.received.append(request)
@@ -181,6 +203,15 @@ class FakeUpstream:
         reply: Reply,
     ) -> bool:
         """Send `reply`; False when the connection must be closed afterwards."""
+        if reply.json_body is not None:
+            body = json.dumps(reply.json_body).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+            return True
         if reply.status >= 300:
             body = json.dumps(
                 {"error": reply.error or {"message": "boom", "type": "server_error"}}

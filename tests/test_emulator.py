@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,8 +15,9 @@ from typing import Any
 import pytest
 
 from scenarios import load_scenario, shipped_scenarios
+from scenarios.model import SILENCE
 from tests.conftest import make_settings
-from tests.fake_upstream import FakeUpstream, Reply, chunk
+from tests.fake_upstream import FakeUpstream, Reply, chunk, text_reply
 from tests.live import running_server
 
 
@@ -49,9 +51,14 @@ def test_every_shipped_scenario_passes_against_this_server(server_url: str, scen
     assert report["ok"] and check_names(report, False) == set()
     turns = load_scenario(scenario).turns
     assert [t["user"] for t in report["turns"]] == [t.user for t in turns]
-    assert all(
-        t["reply"].startswith("You said:") and t["ttft_ms"] is not None for t in report["turns"]
-    )
+    tagged = load_scenario(scenario).phoenix4  # replies then begin with an emotion tag
+    for turn in report["turns"]:
+        reply = turn["reply"]
+        said = "You stayed silent." if turn["user"] == SILENCE else "You said:"
+        if tagged:
+            assert re.match(r'<emotion value="[a-z]+"/> ', reply), reply
+            reply = reply.split("/> ", 1)[1]
+        assert reply.startswith(said) and turn["ttft_ms"] is not None
     assert "turn 1/" in result.stderr  # progress stays visible with --json
 
 
@@ -91,6 +98,7 @@ def test_headers_and_query_reach_the_endpoint() -> None:
     assert first.headers["conversation-id"].startswith("sim-")
     assert first.headers["authorization"] == "Bearer not-needed"
     assert first.body["stream"] is True
+    assert first.body["model"] == "up-model"  # no --model: the endpoint's own listed model
     assert first.body["messages"][-1] == {"role": "user", "content": "Hello, tell me a story."}
 
 
@@ -173,8 +181,56 @@ def test_a_correct_fake_passes_the_stream_checks() -> None:
     with FakeUpstream().serving() as fake:  # the fake's default reply is well-formed
         result = cli("simulate", "--url", fake.base_url, "--scenario", "raven-cooking", "--json")
     report = json.loads(result.stdout)
-    # It answers the bad request with a stream too, so only that probe fails.
+    # It answers the bad request with a stream too, so only that probe fails; Tavus never sends
+    # one, so the run passes (exit 0) with the check reported as advisory.
     assert check_names(report, False) == {"error_body"}
+    assert result.returncode == 0 and report["ok"]
+    statuses = {check["name"]: check["status"] for check in report["checks"]}
+    assert statuses["tool_call_deltas"] == "not exercised"  # no tool was ever called
+    assert statuses["emotion_tag"] == "not exercised"  # the scenario has no Phoenix-4 rule
+    with FakeUpstream().serving() as fake:
+        text = cli("simulate", "--url", fake.base_url, "--scenario", "raven-cooking").stdout
+    assert "warn a bad request gets an OpenAI error body (advisory" in text
+    assert "-- " in text and "(not exercised)" in text
+
+
+def test_the_emotion_contract_is_checked_and_perception_llm_keeps_it() -> None:
+    """A model that ignores Phoenix-4's rule fails the check; the same model behind
+    perception-llm passes, because the server guarantees the tag."""
+    with FakeUpstream().serving() as fake:
+        direct = cli(
+            "simulate", "--url", fake.base_url, "--scenario", "phoenix4-emotions", "--json"
+        )
+        assert direct.returncode == 1
+        assert "emotion_tag" in check_names(json.loads(direct.stdout), False)
+        with running_server(make_settings(upstream_base_url=fake.base_url)) as url:
+            relayed = cli(
+                "simulate", "--url", url + "/v1", "--scenario", "phoenix4-emotions", "--json"
+            )
+        assert relayed.returncode == 0, relayed.stdout
+        report = json.loads(relayed.stdout)
+        assert {c["name"]: c["status"] for c in report["checks"]}["emotion_tag"] == "ok"
+
+
+def test_speculative_retries_share_one_upstream_call() -> None:
+    with FakeUpstream().serving() as fake:
+        # The model thinks for 0.3 s: Tavus' retry arrives while the first request is in flight.
+        fake.script = [Reply(steps=[("wait", 0.3), *text_reply("Sure,", " go", " on.").steps])]
+        with running_server(make_settings(upstream_base_url=fake.base_url)) as url:
+            result = cli(
+                "simulate",
+                "--url",
+                url + "/v1",
+                "--scenario",
+                "raven-cooking",
+                "--speculative",
+                "--json",
+            )
+        report = json.loads(result.stdout)
+        assert result.returncode == 0, result.stdout
+        statuses = {c["name"]: c["status"] for c in report["checks"]}
+        assert statuses["identical_retry"] == "ok"
+        assert report["upstream_calls_saved"] >= 1
 
 
 @pytest.mark.parametrize(
@@ -231,7 +287,7 @@ def test_compare_against_a_url_writes_a_markdown_report(server_url: str, tmp_pat
         str(out),
     )
     assert result.returncode == 0, result.stderr
-    assert "raven-cooking · minimal · turn 3/3 done" in result.stderr
+    assert "raven-cooking · minimal · turn 3/3 answered by" in result.stderr
     text = out.read_text()
     assert text.count("| turn | user | default | minimal | passthrough |") == 2
     totals = [line for line in text.splitlines() if "prompt tokens, total" in line]

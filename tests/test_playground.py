@@ -214,3 +214,41 @@ def test_entering_the_key_twice_does_not_double_the_send(browser: Browser) -> No
         page.get_by_test_id("send-a").click()
         expect(page.get_by_test_id("timing-a")).to_contain_text("total")
         assert len(requests) == 1
+
+
+def test_first_load_shows_a_rendered_sample_and_send_waits_for_a_request(
+    browser: Browser, url: str
+) -> None:
+    page, errors = open_page(browser, url)
+    # Without choosing anything, the page shows a real request, perceived and rendered.
+    expect(page.get_by_test_id("examples")).to_have_value(re.compile(r"^sample:"))
+    expect(page.get_by_test_id("latest")).to_contain_text("Neutral, attentive.")
+    expect(page.get_by_test_id("tokens-a")).to_have_text(re.compile(r"^\d+ prompt tokens"))
+    expect(page.get_by_test_id("send-a")).to_be_enabled()
+    expect(page.get_by_test_id("emotion-rule")).to_contain_text("No emotion-tag rule")
+    # Bad pasted JSON: said in words, stale results cleared, Send disabled until a request.
+    page.get_by_role("tab", name="Paste").click()
+    page.get_by_test_id("paste").fill('{"messages": [')
+    page.get_by_test_id("use-paste").click()
+    expect(page.get_by_test_id("error")).to_contain_text("not valid JSON: it ends too early")
+    expect(page.get_by_test_id("latest")).to_be_empty()
+    expect(page.get_by_test_id("messages-a")).to_be_empty()
+    expect(page.get_by_test_id("send-a")).to_be_disabled()
+    expect(page.get_by_test_id("send-b")).to_be_disabled()
+    assert errors == []
+
+
+def test_the_emotion_rule_is_shown(browser: Browser, url: str) -> None:
+    page, _ = open_page(browser, url)
+    choose_example(page, "phoenix4-emotions")
+    expect(page.get_by_test_id("emotion-rule")).to_contain_text("Phoenix-4 emotion-tag rule")
+    expect(page.get_by_test_id("emotion-rule")).to_contain_text("examples: content")
+    page.get_by_test_id("send-a").click()
+    expect(page.get_by_test_id("reply-a")).to_contain_text('<emotion value="')
+
+
+def test_the_servers_address_opens_the_playground(url: str) -> None:
+    response = httpx.get(url + "/", follow_redirects=False)
+    assert response.status_code == 307 and response.headers["location"] == "/playground"
+    with running_server(make_settings(playground=False)) as base:
+        assert httpx.get(base + "/").status_code == 404

@@ -218,6 +218,19 @@ def test_echo_stays_reachable_and_models_lists_both(fake: FakeUpstream, serve: A
     assert [m.id for m in sdk(url).models.list()] == ["gpt-up", "echo"]
 
 
+def test_models_lists_what_the_upstream_listed_then_echo(fake: FakeUpstream, serve: Any) -> None:
+    """Without a model override, a request may name any model the upstream serves: the start-up
+    check reads the upstream's own list, and `/v1/models` shows it (echo last, once)."""
+    listing = {"object": "list", "data": [{"id": "gpt-a"}, {"id": "echo"}, {"id": "gpt-b"}, 7]}
+    fake.script = [Reply(json_body=listing), text_reply("ok")]
+    url = serve(upstream_check=True)
+    assert fake.wait_for_requests(1).path == "/v1/models"
+    deadline = time.monotonic() + 5
+    while (names := [m.id for m in sdk(url).models.list()]) == ["echo"]:
+        assert time.monotonic() < deadline, "the listing never reached /v1/models"
+    assert names == ["gpt-a", "echo", "gpt-b"]
+
+
 def test_connections_to_the_upstream_are_pooled(fake: FakeUpstream, serve: Any) -> None:
     url = serve()
     client = sdk(url)

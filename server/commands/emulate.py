@@ -9,7 +9,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from emulator.compare import compare, format_markdown, format_terminal
-from emulator.simulate import SimulateOptions, format_report, simulate
+from emulator.conformance import format_report
+from emulator.simulate import SimulateOptions, simulate
 from emulator.stream import EndpointError
 from prompts.templates import TemplateError
 from scenarios import Scenario, ScenarioError, load_scenario

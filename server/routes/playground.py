@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from scenarios import Scenario, ScenarioError, load_scenario, scenario_request, shipped_scenarios
@@ -23,6 +23,12 @@ STATIC_DIR = Path(str(files("server").joinpath("playground", "static")))
 
 router = APIRouter()
 api = APIRouter(dependencies=[AuthDep])
+
+
+@router.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    """A browser opening the server's address lands on the playground, not a JSON 404."""
+    return RedirectResponse("/playground", status_code=307)
 
 
 @router.get("/playground", include_in_schema=False)

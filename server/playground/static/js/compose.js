@@ -15,6 +15,7 @@ export function fill(scenario) {
   document.getElementById("compose-mode").value = scenario.perception ?? "raven";
   document.getElementById("compose-system").value = scenario.system_prompt ?? "";
   document.getElementById("compose-greeting").value = scenario.greeting ?? "";
+  document.getElementById("compose-phoenix4").checked = Boolean(scenario.phoenix4);
   document.getElementById("turns").replaceChildren();
   for (const turn of scenario.turns ?? []) addTurn(turn);
 }
@@ -32,6 +33,7 @@ export function read() {
     perception: document.getElementById("compose-mode").value,
     system_prompt: document.getElementById("compose-system").value,
     greeting: document.getElementById("compose-greeting").value || null,
+    phoenix4: document.getElementById("compose-phoenix4").checked,
     turns,
   };
 }

@@ -29,8 +29,26 @@ async function renderColumn(column) {
   prompts.show(column, await call("/v1/prompts/render", { ...request, prompt }));
 }
 
-async function useRequest(body) {
+function setRequest(body) {
   request = body;
+  for (const button of document.querySelectorAll(".send")) button.disabled = !body;
+}
+
+// Stale results must never sit beside a new request (or a request that failed to load).
+function clearResults() {
+  setRequest(null);
+  document.getElementById("request-json").textContent = "";
+  perception.clear();
+  for (const column of columns) {
+    prompts.clear(column);
+    column.querySelector(".reply").textContent = "";
+    column.querySelector(".timing").textContent = "";
+  }
+}
+
+async function useRequest(body) {
+  clearResults();
+  setRequest(body);
   document.getElementById("request-json").textContent = JSON.stringify(body, null, 2);
   perception.show(await call("/v1/perception/parse", body));
   for (const column of columns) await renderColumn(column);
@@ -55,10 +73,33 @@ async function loadExample(value) {
 }
 
 function parsePasted() {
-  const data = JSON.parse(document.getElementById("paste").value);
+  clearResults();
+  const text = document.getElementById("paste").value;
+  if (!text.trim()) throw new Error("paste a Tavus request body (JSON) first");
+  let data;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`the pasted text is not valid JSON: ${explainJsonError(error, text)}`);
+  }
   if (Array.isArray(data)) return { model: "echo", stream: true, messages: data };
   if (!Array.isArray(data?.messages)) throw new Error('the JSON needs a "messages" list');
   return data;
+}
+
+// Browsers word JSON errors differently ("Unexpected end of JSON input", "… at position 12");
+// say it in words a person can act on.
+function explainJsonError(error, text) {
+  const position = /position (\d+)/.exec(error.message);
+  if (/end of (JSON|data)|Unterminated/i.test(error.message)) {
+    return "it ends too early (a missing closing bracket, brace or quote?)";
+  }
+  if (position) {
+    const at = Number(position[1]);
+    const line = text.slice(0, at).split("\n").length;
+    return `unexpected character at line ${line}: "${text.slice(at, at + 20)}"`;
+  }
+  return error.message;
 }
 
 let templates = [];
@@ -95,6 +136,11 @@ async function start() {
   scenarios.label = "Scenarios (opens the composer)";
   scenarios.append(...examples.scenarios.map((s, i) => new Option(s.name, `scenario:${i}`)));
   select.append(samples, scenarios);
+  if (!request && examples.samples.length) {  // open on a real request, not an empty page
+    const first = Math.max(0, examples.samples.findIndex((s) => s.name === "raven0-documented"));
+    select.value = `sample:${first}`;
+    await loadExample(select.value);
+  }
 }
 
 document.getElementById("api-key").addEventListener("change", (event) => {

@@ -15,7 +15,23 @@ function row(...cells) {
   return tr;
 }
 
+export function clear() {
+  document.getElementById("mode").textContent = "–";
+  for (const id of ["latest", "timeline", "issues"]) document.getElementById(id).replaceChildren();
+  document.getElementById("emotion-rule").textContent = "";
+}
+
+function showEmotionRule(rule) {
+  document.getElementById("emotion-rule").textContent = rule
+    ? `Phoenix-4 emotion-tag rule: "${rule.text}" — allowed values: ${
+      rule.values ? rule.values.join(", ") : "the server's setting"
+    }${rule.examples.length ? ` (examples: ${rule.examples.join(", ")})` : ""}. Replies are ` +
+      "guaranteed to start with one well-formed tag."
+    : "No emotion-tag rule: replies are not tagged.";
+}
+
 export function show(parsed) {
+  showEmotionRule(parsed.emotion_rule);
   document.getElementById("mode").textContent = parsed.mode;
   const latest = { ...parsed.latest, ...parsed.latest.extra };
   delete latest.extra;

@@ -36,3 +36,8 @@ export function show(column, rendered) {
     return item;
   }));
 }
+
+export function clear(column) {
+  column.querySelector(".tokens").textContent = "";
+  column.querySelector(".messages").replaceChildren();
+}
