@@ -8,6 +8,7 @@ import time, so tests can construct their own.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -280,6 +281,15 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("must not be empty or blank; unset it to run without a key")
         return value
+
+    @field_validator("emotion_values")
+    @classmethod
+    def _emotion_values_are_words(cls, values: list[str]) -> list[str]:
+        # Each value is written into `<emotion value="…"/>` verbatim: only plain words fit.
+        words = [value.strip().lower() for value in values]
+        if not words or not all(re.fullmatch(r"[a-z][a-z_-]{0,31}", word) for word in words):
+            raise ValueError('must be a JSON list of plain words, e.g. ["neutral", "happy"]')
+        return words
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction from anything relayed or logged."""

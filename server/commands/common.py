@@ -23,6 +23,13 @@ class UsageError(Exception):
 SECRET_FIELDS = frozenset({"api_key", "upstream_api_key", "upstream_headers"})  # never echoed
 
 
+JSON_EXAMPLES = {  # what a JSON-valued setting looks like, for the one-line error
+    "cors_origins": '["https://app.example"]',
+    "emotion_values": '["neutral", "happy", "sad"]',
+    "emotion_map": '{"frustrat": "calm", "smil": "happy"}',
+}
+
+
 def settings_or_error() -> Settings:
     """The settings, or one line that names the bad variable and what it accepts (exit 2)."""
     try:
@@ -38,7 +45,7 @@ def settings_or_error() -> Settings:
     except SettingsError as error:  # a JSON-valued setting that is not JSON
         match = re.search(r'field "(\w+)"', str(error))
         field = match.group(1) if match else ""
-        example = '["https://app.example"]' if field == "cors_origins" else '{"name": "value"}'
+        example = JSON_EXAMPLES.get(field, '{"name": "value"}')
         raise UsageError(f"{ENV_PREFIX}{field.upper()}: must be JSON, e.g. {example}") from None
 
 
