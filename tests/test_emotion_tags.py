@@ -277,3 +277,16 @@ def test_parse_reports_the_rule(live_url: str) -> None:
     body = httpx.post(live_url + "/v1/perception/parse", json={"messages": MESSAGES}).json()
     assert body["emotion_rule"]["examples"] == ["content"]
     assert body["emotion_rule"]["values"] is None
+
+
+def test_render_says_what_the_guarantee_will_do(live_url: str) -> None:
+    import httpx
+
+    body = httpx.post(live_url + "/v1/prompts/render", json={"messages": MESSAGES}).json()
+    assert body["emotion_tag"]["inserted_when_missing"] == '<emotion value="calm"/>'
+    assert "content" in body["emotion_tag"]["allowed"]
+    plain = [{"role": "user", "content": "hi"}]
+    assert (
+        httpx.post(live_url + "/v1/prompts/render", json={"messages": plain}).json()["emotion_tag"]
+        is None
+    )

@@ -1,15 +1,13 @@
 """Identical requests in flight share one upstream generation (issue 16, "Duplicate calls").
 
-Source: Tavus' docs say speculative inference is on by default for every persona (Emotion
-Control with Phoenix-4, "Enable speculative_inference"), and a public integration that logged
-live calls saw more than one request per turn (a retry, plus speculative requests) — see
-tests/fixtures/perception/tavus-logged-layout.json. Everything runs over real sockets: the
+Source and how thin it is: tests/fixtures/tavus/lifecycle.json ("duplicate_calls"). Everything runs over real sockets: the
 server under uvicorn, the official `openai` SDK as Tavus' client, a loopback upstream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,15 +18,13 @@ import pytest
 
 from server.inprocess import LiveServer, live_server
 from server.services import services
-from tests.conftest import make_settings
+from tests.conftest import FIXTURES, make_settings
 from tests.fake_upstream import FakeUpstream, text_reply
 
 WORDS = [f"word{i} " for i in range(8)]
 FULL = "".join(WORDS)
-MESSAGES = [
-    {"role": "system", "content": "You are Nova."},
-    {"role": "user", "content": "Tell me about the white arc."},
-]
+FIXTURE = json.loads((FIXTURES / "tavus" / "lifecycle.json").read_text())["duplicate_calls"]
+MESSAGES = FIXTURE["body"]["messages"]
 
 
 @pytest.fixture

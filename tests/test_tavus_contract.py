@@ -1,26 +1,28 @@
 """What a custom LLM receives from Tavus beyond perception: the configuration check request.
 
-Source: a public integration that logged a live Tavus call reports that validating a persona's
-LLM settings sends a request whose conversation id is `tavus-openai-compat-test` (its code answers
-it without a database lookup); the fixture is tests/fixtures/perception/tavus-logged-layout.json.
+Source and how thin it is: tests/fixtures/tavus/lifecycle.json ("config_check").
 """
 
 from __future__ import annotations
+
+import json
 
 import openai
 import pytest
 
 from server.lifecycle import CONFIG_CHECK_ID, CONFIG_CHECK_REPLY
-from tests.conftest import make_settings
+from tests.conftest import FIXTURES, make_settings
 from tests.fake_upstream import FakeUpstream, text_reply
 from tests.live import running_server
 
-MESSAGES = [{"role": "system", "content": "You are Nova."}, {"role": "user", "content": "Hello"}]
+CHECK = json.loads((FIXTURES / "tavus" / "lifecycle.json").read_text())["config_check"]
+MESSAGES = CHECK["body"]["messages"]
 
 
 def ask(url: str, stream: bool) -> str:
     client = openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0)
-    headers = {"conversation-id": CONFIG_CHECK_ID}
+    headers = CHECK["headers"]
+    assert headers["conversation-id"] == CONFIG_CHECK_ID
     if not stream:
         reply = client.chat.completions.create(
             model="gpt-4o-mini",

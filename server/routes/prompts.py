@@ -6,13 +6,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from perception import parse_messages
+from perception import Conversation, parse_messages
 from prompts.templates import TemplateLibrary
 from server.auth import AuthDep, SettingsDep
 from server.body import read_json_object, validate_body
+from server.emotion_tags import EmotionPolicy, canonical_tag
 from server.prompting import render_for_request
 from server.schemas import REQUEST_BODY_SCHEMA, ChatCompletionRequest
 from server.services import services
+from server.settings import Settings
 
 router = APIRouter(dependencies=[AuthDep])
 
@@ -45,4 +47,19 @@ async def render(request: Request, settings: SettingsDep) -> dict[str, Any]:
         **rendered.summary(),
         "mode": conversation.mode,
         "issues": [issue.model_dump() for issue in conversation.issues],
+        "emotion_tag": emotion_tag_summary(conversation, settings),
+    }
+
+
+def emotion_tag_summary(conversation: Conversation, settings: Settings) -> dict[str, Any] | None:
+    """What the reply's emotion tag guarantee does for this request (null when it does not
+    apply): the rule, the allowed values, and the tag inserted when the model writes none."""
+    rule = conversation.emotion_rule
+    if rule is None or not settings.emotion_tags:
+        return None
+    policy = EmotionPolicy.for_rule(rule, settings.emotion_values, settings.emotion_map)
+    return {
+        "rule": rule.text,
+        "allowed": list(policy.allowed),
+        "inserted_when_missing": canonical_tag(policy.for_conversation(conversation)),
     }
