@@ -19,6 +19,7 @@ from prompts.templates import TemplateLibrary
 from server.control import ConversationRegistry
 from server.echo import EchoResponder
 from server.errors import install_error_handlers
+from server.fast_path import PerceptionApp, chat_fast_path
 from server.limits import BodyLimitMiddleware, ConcurrencyGate, LoopLagMonitor
 from server.metrics import Metrics
 from server.model_routing import ModelRouter
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # With a key set, the schema and the docs pages would be readable without it (and the pages
     # load Swagger from a CDN): they are served only by a keyless, loopback-only server.
     docs = settings.api_key is None
-    app = FastAPI(
+    app = PerceptionApp(
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
@@ -111,4 +112,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["x-request-id"],
         )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    if not settings.cors_origins:
+        app.fast_chat = chat_fast_path(metrics, settings.max_body_bytes)
     return app

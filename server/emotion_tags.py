@@ -91,8 +91,8 @@ def _value_of(tag: str, policy: EmotionPolicy, chosen: str) -> str:
 def repaired_start(text: str, policy: EmotionPolicy, chosen: str, final: bool) -> str | None:
     """The reply's beginning with its tag guaranteed, or None while more text is needed."""
     body = text.lstrip()
-    if not body:
-        return None if not final else ""
+    if not body:  # only whitespace so far
+        return None if not final else canonical_tag(chosen)
     if not body.startswith("<") or not _could_become_tag(body):
         return f"{canonical_tag(chosen)} {body}"
     end = body.find(">", 0, MAX_TAG_CHARS)

@@ -216,7 +216,8 @@ def test_speculative_retries_share_one_upstream_call() -> None:
     with FakeUpstream().serving() as fake:
         # The model thinks for 0.3 s: Tavus' retry arrives while the first request is in flight.
         fake.script = [Reply(steps=[("wait", 0.3), *text_reply("Sure,", " go", " on.").steps])]
-        with running_server(make_settings(upstream_base_url=fake.base_url)) as url:
+        settings = make_settings(upstream_base_url=fake.base_url, upstream_model="up-model")
+        with running_server(settings) as url:
             result = cli(
                 "simulate",
                 "--url",

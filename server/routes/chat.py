@@ -3,16 +3,13 @@ whatever `base_url` a persona has)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.sse import SendTimeoutError
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from server.auth import require_api_key
 from server.body import require_json_content_type
@@ -22,66 +19,38 @@ from server.responders import ResponseEvent
 from server.schemas import REQUEST_BODY_SCHEMA
 from server.services import services
 from server.settings import Settings
+from server.sse_response import SSEResponse
 from server.streaming import collect_completion, prefetched, stream_chunks, with_fallback
 
 # Auth is called directly, not as a dependency: FastAPI's dependency solving cost ~0.1 ms of
 # time to first token on this route (benchmarks/relay_latency.py); the other routes keep it.
 logger = logging.getLogger(__name__)
 router = APIRouter()
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-class CompletionStream(EventSourceResponse):
-    """sse-starlette's response, plus a cleanup that runs however the response ends."""
-
-    def __init__(self, *args: Any, on_close: Callable[[], None], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.on_close = on_close
-
-    @classmethod
-    def for_completion(
-        cls, completion: Completion, events: AsyncIterator[ResponseEvent], settings: Settings
-    ) -> CompletionStream:
-        response: CompletionStream
-
-        def stop_pings() -> None:
-            # sse-starlette's ping task sends only while `active`; [DONE] must be the last frame.
-            response.active = False
-
-        response = cls(
-            stream_chunks(
-                events,
-                completion.encoder,
-                completion.job.request.include_usage,
-                completion.record,
-                completion.finish,
-                stop_pings,
-            ),
-            on_close=completion.finish,
-            headers=SSE_HEADERS,
-            sep="\n",
-            ping=settings.keepalive_seconds,
-            ping_message_factory=_keepalive,
-            send_timeout=settings.send_timeout_seconds,
-        )
-        return response
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except SendTimeoutError:
-            # The client stopped reading: drop it (uvicorn closes a response left unfinished).
-            logger.warning("client stopped reading for %ss; closing its stream", self.send_timeout)
-        finally:
-            aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()  # stops the upstream read at once, however the send ended
-            self.on_close()
+CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")  # also served by server/fast_path.py
 
 
-def _keepalive() -> ServerSentEvent:
-    return ServerSentEvent(comment="keep-alive", sep="\n")
+def completion_stream(
+    completion: Completion, events: AsyncIterator[ResponseEvent], settings: Settings
+) -> SSEResponse:
+    response: SSEResponse
+
+    def stop_keepalives() -> None:
+        response.stop_keepalives()  # [DONE] must be the last frame
+
+    response = SSEResponse(
+        stream_chunks(
+            events,
+            completion.encoder,
+            completion.job.request.include_usage,
+            completion.record,
+            completion.finish,
+            stop_keepalives,
+        ),
+        keepalive=settings.keepalive_seconds,
+        send_timeout=settings.send_timeout_seconds,
+        on_close=completion.finish,
+    )
+    return response
 
 
 async def chat_completions(request: Request) -> Response:
@@ -89,7 +58,10 @@ async def chat_completions(request: Request) -> Response:
     require_api_key(request, app.settings)
     require_json_content_type(request)
     completion, prepared = await Completion.begin(app, request)
-    events = completion.start()  # the upstream request starts now, while we set up the response
+    events = completion.start()
+    # One turn of the loop lets the upstream request go out (its task runs up to the socket
+    # write) before our own response setup: connecting and sending overlap with it.
+    await asyncio.sleep(0)
     stream = prepared.completion_request.stream
     if stream and app.settings.fallback_text:
         # Start streaming at once: keep-alives flow while the upstream thinks, and a failure
@@ -108,10 +80,10 @@ async def chat_completions(request: Request) -> Response:
         except BaseException:
             completion.finish()
             raise
-    return CompletionStream.for_completion(completion, events, app.settings)
+    return completion_stream(completion, events, app.settings)
 
 
-for path in ("/v1/chat/completions", "/chat/completions"):
+for path in CHAT_PATHS:
     router.add_api_route(
         path,
         chat_completions,

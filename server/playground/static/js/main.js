@@ -46,12 +46,22 @@ function clearResults() {
   }
 }
 
+let loads = 0;  // a newer request wins over a slower, older load still in flight
+
 async function useRequest(body) {
+  const load = ++loads;
   clearResults();
   setRequest(body);
   document.getElementById("request-json").textContent = JSON.stringify(body, null, 2);
-  perception.show(await call("/v1/perception/parse", body));
-  for (const column of columns) await renderColumn(column);
+  const parsed = await call("/v1/perception/parse", body);
+  if (load !== loads) return;
+  perception.show(parsed);
+  for (const column of columns) {
+    const prompt = column.querySelector(".template").value;
+    const rendered = await call("/v1/prompts/render", { ...body, prompt });
+    if (load !== loads) return;
+    prompts.show(column, rendered);
+  }
 }
 
 async function send(column) {
