@@ -28,7 +28,7 @@ from server.redaction import RedactingFilter, Redactor
 from server.routes import chat, meta, perception, playground, prompts
 from server.services import Services
 from server.settings import Settings, load_settings
-from server.shutdown import disable_sse_starlette_drain, install_drain_on_signals
+from server.shutdown import install_drain_on_signals
 from server.upstream import UpstreamResponder
 
 
@@ -90,7 +90,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = app_services
-    disable_sse_starlette_drain()
     install_error_handlers(app)
     app.include_router(chat.router)
     app.include_router(meta.router)

@@ -1,11 +1,8 @@
 """Graceful shutdown: on SIGTERM, in-flight streams get a grace period, then end
 with a finish chunk and `data: [DONE]`; nothing is cut mid-frame.
 
-uvicorn already stops accepting and waits for open responses. Two things stand in the way and
-are handled here and in the CLI: sse-starlette, by default, cancels every stream the moment
-shutdown starts (its "automatic graceful drain"), which we turn off in favour of our own drain;
-and uvicorn re-raises the captured signal after shutting down, which the CLI turns into a clean
-exit with status 0.
+uvicorn already stops accepting and waits for open responses; it re-raises the captured signal
+after shutting down, which the CLI turns into a clean exit with status 0.
 """
 
 from __future__ import annotations
@@ -17,16 +14,9 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from sse_starlette.sse import AppStatus
-
 from server.control import ConversationRegistry
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-def disable_sse_starlette_drain() -> None:
-    """Streams end through our drain instead of being cancelled on the first signal."""
-    AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]  # untyped lib
 
 
 def install_drain_on_signals(registry: ConversationRegistry, grace_seconds: float) -> None:

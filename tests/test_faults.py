@@ -59,7 +59,7 @@ def server(fake: FakeUpstream) -> Iterator[LiveServer]:
     )
     with live_server(settings) as live:
         fake.script = [text_reply("warm")]
-        stream(live.url)  # warm up: pooled connection, sse-starlette's per-loop watcher
+        stream(live.url)  # warm up: the pooled upstream connection
         yield live
 
 
