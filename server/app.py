@@ -16,6 +16,8 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from prompts.templates import TemplateLibrary
+from server.capture import CallCapture
+from server.capture_store import CaptureStore
 from server.control import ConversationRegistry
 from server.echo import EchoResponder
 from server.errors import install_error_handlers
@@ -25,11 +27,28 @@ from server.metrics import Metrics
 from server.model_routing import ModelRouter
 from server.observability import RequestContextMiddleware
 from server.redaction import RedactingFilter, Redactor
-from server.routes import chat, meta, perception, playground, prompts
+from server.routes import calls, chat, meta, perception, playground, prompts
 from server.services import Services
 from server.settings import Settings, load_settings
 from server.shutdown import install_drain_on_signals
 from server.upstream import UpstreamResponder
+
+
+def capture_for(settings: Settings, metrics: Metrics) -> CallCapture | None:
+    """The call capture when `PERCEPTION_LLM_CAPTURE` is set (a bad URL stops start-up; a
+    database that is down is the writer's to report, never the server's)."""
+    if not settings.capture:
+        return None
+    return CallCapture(
+        CaptureStore(settings.capture),
+        metrics,
+        Redactor(settings.secrets()),
+        perception=settings.capture_perception,
+        queue_size=settings.capture_queue_size,
+        max_age_seconds=settings.capture_max_age_days * 86400,
+        max_calls=settings.capture_max_calls,
+        max_field_chars=settings.perception_max_field_chars,
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -57,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         prepare_limiter=anyio.CapacityLimiter(1),
         started_at=int(time.time()),
+        capture=capture_for(settings, metrics),
     )
 
     @asynccontextmanager
@@ -69,10 +89,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for handler in handlers:  # a second line of defence: sources redact already
             handler.addFilter(redacting)
         lag.start()
+        if app_services.capture is not None:
+            app_services.capture.start(asyncio.get_running_loop())
         try:
             yield
         finally:
             lag.stop()
+            if app_services.capture is not None:
+                await asyncio.to_thread(app_services.capture.stop)  # writes what is queued
             await app_services.responder.aclose()  # closes the pooled upstream connections
             for handler in handlers:
                 handler.removeFilter(redacting)
@@ -95,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(perception.router)
     app.include_router(prompts.router)
+    app.include_router(calls.router)
     if settings.playground:
         app.include_router(playground.router)
         app.include_router(playground.api)

@@ -53,3 +53,20 @@ class ChunkEncoder:
             ],
             "usage": usage,
         }
+
+
+def merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any]) -> None:
+    """Merge one streamed tool-call fragment into `calls`, by its index (as OpenAI clients do)."""
+    index = fragment.get("index", len(calls))
+    call = calls.setdefault(
+        index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+    )
+    if fragment.get("id"):
+        call["id"] = fragment["id"]
+    if fragment.get("type"):
+        call["type"] = fragment["type"]
+    function = fragment.get("function") or {}
+    if function.get("name"):
+        call["function"]["name"] += function["name"]
+    if function.get("arguments"):
+        call["function"]["arguments"] += function["arguments"]

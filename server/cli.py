@@ -21,6 +21,8 @@ examples:
   perception-llm simulate --url http://127.0.0.1:8000/v1 --scenario raven1-sarcasm --speculative
   perception-llm compare raven-cooking basic-story --prompts default,minimal --out report.md
   cat request.json | perception-llm parse -
+  perception-llm serve --capture               # record calls; then: perception-llm calls list
+  perception-llm calls export CONVERSATION_ID --as scenario --out my-call.json
 """
 
 
@@ -40,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default: PERCEPTION_LLM_PORT or 8000)")
     serve.add_argument(
         "--workers", type=int, default=1, help="worker processes (each with its own event loop)"
+    )
+    serve.add_argument(
+        "--capture",
+        nargs="?",
+        const="",
+        metavar="DB_URL",
+        help="record calls (default database: sqlite:///perception-llm-calls.db)",
     )
     serve.add_argument(
         "--insecure",
@@ -100,6 +109,29 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--model", help="model name to send (default: the scenario's, or echo)")
     compare.add_argument("--out", help="also write the comparison as Markdown to this file")
 
+    calls = commands.add_parser(
+        "calls",
+        help="captured calls (PERCEPTION_LLM_CAPTURE): list, show, export, replay",
+        description=(
+            "Read the capture database (PERCEPTION_LLM_CAPTURE, or --db). `list` shows "
+            "conversations (or one conversation's calls); `show` one call; `export` turns a "
+            "conversation's latest call into a simulate scenario or a parser fixture; `replay` "
+            "runs that scenario through templates like `compare`."
+        ),
+    )
+    calls.add_argument("action", choices=["list", "show", "export", "replay"])
+    calls.add_argument(
+        "target", nargs="?", help="a conversation id (list/export/replay) or call id"
+    )
+    calls.add_argument("--db", help="capture database URL (default: PERCEPTION_LLM_CAPTURE)")
+    calls.add_argument("--limit", type=int, default=50, help="most rows to list")
+    calls.add_argument("--as", dest="form", choices=["scenario", "fixture"], default="scenario")
+    calls.add_argument("--out", help="write the export to this file instead of stdout")
+    calls.add_argument("--prompts", default="default,minimal", help="replay: template names")
+    calls.add_argument("--url", help="replay: an endpoint's base_url (default: in-process)")
+    calls.add_argument("--api-key", help="replay: Bearer key for --url")
+    calls.add_argument("--model", help="replay: model name to send")
+
     parse = commands.add_parser("parse", help="print the perception parsed from a request")
     parse.add_argument(
         "file", help="a messages list or a chat-completions body (JSON); - for stdin"
@@ -115,6 +147,7 @@ COMMANDS = {
     "render": ("inspect", "render"),
     "simulate": ("emulate", "run_simulate"),
     "compare": ("emulate", "run_compare"),
+    "calls": ("calls", "calls"),
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,6 +59,11 @@ def live_server(settings: Settings, log_level: str = "warning") -> Iterator[Live
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and thread.is_alive():  # the lifespan has run: services are up
+        if time.monotonic() > deadline:
+            raise RuntimeError("the in-process server did not start in 15 s")
+        time.sleep(0.005)
     try:
         yield LiveServer(f"http://127.0.0.1:{port}", app)
     finally:

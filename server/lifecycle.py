@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
+from server.capture import CallSnapshot, kept_headers
 from server.chunks import ChunkEncoder
 from server.control import RequestControl, conversation_id_of
 from server.emotion_tags import EmotionPolicy, with_emotion_tag
@@ -39,6 +41,40 @@ async def _replay(events: list[ResponseEvent]) -> AsyncIterator[ResponseEvent]:
         yield event
 
 
+@dataclass(frozen=True)
+class CaptureContext:
+    """What the capture needs from the request, kept only while calls are recorded."""
+
+    headers: dict[str, str]
+    prepared: Prepared
+    started_at: float = field(default_factory=time.time)
+
+    def snapshot(self, record: CompletionRecord) -> CallSnapshot:
+        rendered = self.prepared.rendered
+        return CallSnapshot(
+            request_id=record.request_id,
+            conversation_id=record.conversation_id,
+            started_at=self.started_at,
+            template=record.template,
+            model=record.model,
+            stream=record.stream,
+            outcome=str(record.outcome),
+            ttft_ms=record.ttft_ms,
+            total_ms=record.total_ms or 0.0,
+            prompt_tokens=record.prompt_tokens,
+            shared=record.shared,
+            error=record.error,
+            headers=self.headers,
+            body=self.prepared.body,
+            prompt_messages=rendered.messages,
+            dropped_turns=rendered.dropped_turns,
+            perception_collapsed=rendered.perception_collapsed,
+            reply_text="".join(record.reply_parts),
+            tool_calls=[record.tool_calls[i] for i in sorted(record.tool_calls)],
+            finish_reason=record.finish_reason,
+        )
+
+
 @dataclass
 class Completion:
     services: Services
@@ -49,6 +85,7 @@ class Completion:
     shared: SharedGeneration | None = None  # this request leads it: twins may join
     twin_of: SharedGeneration | None = None  # this request is a twin: it reads that one
     _share_key: Key | None = field(default=None, repr=False)
+    _captured: CaptureContext | None = field(default=None, repr=False)
     _first: asyncio.Task[ResponseEvent] | None = field(default=None, repr=False)
     _done: bool = field(default=False, repr=False)
 
@@ -92,6 +129,9 @@ class Completion:
         )
         completion = cls(services, control, job, encoder, record, twin_of=twin_of)
         completion._share_key = key
+        if services.capture is not None:
+            record.capturing = True
+            completion._captured = CaptureContext(kept_headers(request.headers), prepared)
         return completion, prepared
 
     @property
@@ -160,3 +200,5 @@ class Completion:
         self.services.gate.leave()
         self.services.conversations.finish(self.control)
         self.record.finish(self.services.metrics)
+        if self.services.capture is not None and self._captured is not None:
+            self.services.capture.submit(self._captured.snapshot(self.record))

@@ -46,6 +46,12 @@ class Metrics:
             "Completions answered from an identical in-flight request's upstream generation.",
             registry=self.registry,
         )
+        self.capture_dropped = Counter(
+            "perception_llm_capture_dropped_total",
+            "Calls the capture could not record: queue_full or store_error.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.time_to_first_token = Histogram(
             "perception_llm_time_to_first_token_seconds",
             "From request to the first content or tool-call token sent.",

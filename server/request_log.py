@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
+from server.chunks import merge_tool_call
 from server.metrics import Metrics
 from server.observability import log_safe
 from server.outcome import Outcome
+from server.responders import ResponseEvent
 
 logger = logging.getLogger("perception_llm.requests")
 
@@ -39,12 +42,28 @@ class CompletionRecord:
     error: str | None = None
     prompt_tokens: int = 0
     shared: bool = False  # answered from an identical request's upstream generation
+    # The reply as the client got it, kept only when calls are captured (server/capture.py).
+    capturing: bool = False
+    reply_parts: list[str] = field(default_factory=list)
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    finish_reason: str | None = None
+    total_ms: float | None = None
 
     def ended_by(self, error: BaseException, message: str | None = None) -> None:
         """Record how `error` ended the completion (its outcome, and what to log of it)."""
         self.outcome = Outcome.for_error(error)
         if message is not None:
             self.error = message
+
+    def capture_event(self, event: ResponseEvent) -> None:
+        delta = event.delta or {}
+        if isinstance(delta.get("content"), str):
+            self.reply_parts.append(delta["content"])
+        for fragment in delta.get("tool_calls") or ():
+            if isinstance(fragment, dict):
+                merge_tool_call(self.tool_calls, fragment)
+        if event.finish_reason and self.finish_reason is None:
+            self.finish_reason = event.finish_reason
 
     def spoke_fallback(self, reason: str) -> None:
         self.outcome, self.error = Outcome.FALLBACK, reason
@@ -61,6 +80,7 @@ class CompletionRecord:
     def finish(self, metrics: Metrics | None = None) -> None:
         """Log the one line for this completion and record its metrics."""
         total_seconds = time.perf_counter() - self.started
+        self.total_ms = total_seconds * 1000
         if metrics is not None:
             metrics.completions.labels(self.outcome).inc()
             metrics.duration.observe(total_seconds)

@@ -13,6 +13,7 @@ from typing import Any, cast
 import anyio
 
 from prompts.templates import TemplateLibrary
+from server.capture import CallCapture
 from server.control import ConversationRegistry
 from server.limits import ConcurrencyGate, LoopLagMonitor
 from server.metrics import Metrics
@@ -35,6 +36,7 @@ class Services:
     prepare_limiter: anyio.CapacityLimiter
     started_at: int
     shared: SharedGenerations = field(default_factory=SharedGenerations)
+    capture: CallCapture | None = None  # recording calls (PERCEPTION_LLM_CAPTURE), when on
     loop: asyncio.AbstractEventLoop | None = None  # set while serving (diagnostics, tests)
 
 

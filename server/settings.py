@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from server.capture_settings import CaptureSettings
 from server.emotion_values import DEFAULT_EMOTION_MAP, DEFAULT_EMOTION_VALUES
 
 ENV_PREFIX = "PERCEPTION_LLM_"
 
 
-class Settings(BaseSettings):
+class Settings(CaptureSettings):
     """Everything an operator can configure, with safe defaults."""
 
     model_config = SettingsConfigDict(

@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from server.chunks import ChunkEncoder
+from server.chunks import ChunkEncoder, merge_tool_call
 from server.errors import APIError, ShutdownError, SupersededError
 from server.outcome import Outcome
 from server.request_log import CompletionRecord
@@ -109,6 +109,8 @@ async def stream_chunks(
             async for event in events:
                 if event.usage is not None:
                     usage = event.usage
+                if record.capturing and not finished:
+                    record.capture_event(event)
                 if finished or (event.delta is None and event.finish_reason is None):
                     continue
                 delta = event.delta or {}
@@ -159,6 +161,8 @@ async def collect_completion(
         async for event in events:
             if event.usage is not None:
                 usage = event.usage
+            if record.capturing:
+                record.capture_event(event)
             if event.finish_reason is not None and finish_reason is None:
                 finish_reason = event.finish_reason
             if event.delta:
@@ -166,7 +170,7 @@ async def collect_completion(
                 if isinstance(event.delta.get("content"), str):
                     content.append(event.delta["content"])
                 for fragment in event.delta.get("tool_calls") or ():
-                    _merge_tool_call(tool_calls, fragment)
+                    merge_tool_call(tool_calls, fragment)
     except BaseException as error:
         record.ended_by(error, error.message if isinstance(error, APIError) else None)
         raise
@@ -178,19 +182,3 @@ async def collect_completion(
     elif message["content"] is None:
         message["content"] = ""
     return encoder.completion(message, finish_reason or "stop", usage or ZERO_USAGE)
-
-
-def _merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any]) -> None:
-    index = fragment.get("index", len(calls))
-    call = calls.setdefault(
-        index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
-    )
-    if fragment.get("id"):
-        call["id"] = fragment["id"]
-    if fragment.get("type"):
-        call["type"] = fragment["type"]
-    function = fragment.get("function") or {}
-    if function.get("name"):
-        call["function"]["name"] += function["name"]
-    if function.get("arguments"):
-        call["function"]["arguments"] += function["arguments"]

@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 
+from server.capture_settings import DEFAULT_CAPTURE_URL
 from server.commands.common import UsageError, settings_or_error, templates_or_error
 from server.observability import log_config
 from server.settings import ENV_PREFIX, Settings, is_loopback
@@ -26,6 +27,11 @@ def serve(args: argparse.Namespace) -> int:
     port = settings.port if args.port is None else args.port
     if args.insecure:
         settings = settings.model_copy(update={"allow_insecure": True})
+    if args.capture is not None:  # the workers read settings from the environment
+        os.environ["PERCEPTION_LLM_CAPTURE"] = args.capture or DEFAULT_CAPTURE_URL
+        settings = settings.model_copy(update={"capture": os.environ["PERCEPTION_LLM_CAPTURE"]})
+    if settings.capture:
+        check_capture_url(settings.capture)
     if settings.api_key is None and not settings.allow_insecure and not is_loopback(host):
         raise UsageError(
             f"refusing to serve {host} without an API key: set PERCEPTION_LLM_API_KEY, "
@@ -63,6 +69,17 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         restore()
     return 0
+
+
+def check_capture_url(url: str) -> None:
+    """A capture URL that cannot work (unknown scheme, no driver) stops start-up in one line; a
+    database that is merely down is reported by the writer, and serving goes on."""
+    from server.capture_store import CaptureStore, CaptureStoreError
+
+    try:
+        CaptureStore(url).dispose()
+    except CaptureStoreError as error:
+        raise UsageError(str(error)) from None
 
 
 def raise_file_limit(connections: int) -> None:
@@ -129,9 +146,17 @@ def startup_summary(settings: Settings, host: str, port: int) -> str:
     if settings.api_key is None and settings.allow_insecure:
         key = "not required (--insecure)"
     playground = f", playground {base}/playground" if settings.playground else ""
+    capture = ""
+    if settings.capture:
+        from server.capture_store import safe_url
+
+        capture = (
+            f"; recording calls to {safe_url(settings.capture)} "
+            f"(perception: {settings.capture_perception})"
+        )
     return (
         f"serving {base}/v1 with {responder}; API key {key}; "
-        f"default template {settings.prompt}{playground}"
+        f"default template {settings.prompt}{playground}{capture}"
     )
 
 

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from server.auth import require_api_key
 from server.body import require_json_content_type
 from server.disconnect import until_disconnected
+from server.errors import APIError
 from server.lifecycle import Completion
 from server.responders import ResponseEvent
 from server.schemas import REQUEST_BODY_SCHEMA
@@ -77,7 +78,10 @@ async def chat_completions(request: Request) -> Response:
     if not app.settings.fallback_text:
         try:
             events = await until_disconnected(request, prefetched(events))
-        except BaseException:
+        except BaseException as error:  # answered with an HTTP error: log it as what it was
+            completion.record.ended_by(
+                error, error.message if isinstance(error, APIError) else None
+            )
             completion.finish()
             raise
     return completion_stream(completion, events, app.settings)

@@ -1,0 +1,37 @@
+"""The capture settings (`PERCEPTION_LLM_CAPTURE*`), a part of `Settings` kept in its own module."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+DEFAULT_CAPTURE_URL = "sqlite:///perception-llm-calls.db"
+
+
+class CaptureSettings(BaseSettings):
+    capture: str | None = Field(
+        None,
+        description=(
+            "Record every call to this database (`serve --capture` uses "
+            f"`{DEFAULT_CAPTURE_URL}`, a file in the working directory); "
+            "`postgresql://user:pass@host/db` for several replicas. Unset: nothing is recorded."
+        ),
+    )
+    capture_perception: Literal["full", "shapes", "no_screen"] = Field(
+        "full",
+        description=(
+            "What the capture keeps of perception: `full`; `shapes` (which fields, and their "
+            "lengths); `no_screen` (everything but screen-share text)."
+        ),
+    )
+    capture_queue_size: int = Field(
+        1000, ge=1, description="Calls waiting to be written; past it calls are dropped, counted."
+    )
+    capture_max_age_days: float = Field(
+        7.0, gt=0, description="Captured calls older than this are deleted."
+    )
+    capture_max_calls: int = Field(
+        100_000, ge=1, description="Most captured calls kept; the oldest beyond it are deleted."
+    )

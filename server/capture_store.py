@@ -1,0 +1,181 @@
+"""Where captured calls are kept: one table in SQLite (a file, the default) or PostgreSQL (the
+store for several replicas), through SQLAlchemy Core so both speak the same code.
+
+Synchronous on purpose: only the capture writer thread and the calls API's worker threads use it,
+never the event loop. The schema is versioned (`capture_schema`) and upgraded at start-up by the
+migrations below, in order; a database newer than this code is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+metadata = MetaData()
+
+schema = Table("capture_schema", metadata, Column("version", Integer, nullable=False))
+
+calls = Table(
+    "captured_calls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, index=True),
+    Column("conversation_id", String(256), nullable=True, index=True),
+    Column("started_at", Float, nullable=False, index=True),  # unix seconds
+    Column("template", String(128), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("stream", Boolean, nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("ttft_ms", Float, nullable=True),
+    Column("total_ms", Float, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("shared", Boolean, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("issues", Integer, nullable=False),  # parse issues, for the list view
+    Column("unknown_tags", Text, nullable=False),  # comma-separated unknown <user_*> tags
+    Column("user_text", Text, nullable=False),  # the newest user turn, for the list view
+    Column("headers", Text, nullable=False),  # JSON: allow-listed request headers
+    Column("request", Text, nullable=False),  # JSON: the body as received (privacy applied)
+    Column("parsed", Text, nullable=False),  # JSON: mode, observations, issues, instructions
+    Column("prompt", Text, nullable=False),  # JSON: template, messages, tokens, what was dropped
+    Column("reply", Text, nullable=False),  # JSON: text, tool calls, finish reason
+)
+
+SUMMARY_COLUMNS = [c for c in calls.c if c.name not in ("headers", "request", "parsed", "prompt")]
+
+# Version n is reached by running MIGRATIONS[n - 1]; append, never edit a shipped one.
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    lambda connection: calls.create(connection, checkfirst=True),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class CaptureStoreError(Exception):
+    """The capture database cannot be used; the message says why (never with a password)."""
+
+
+def engine_url(url: str) -> str:
+    """`postgresql://` means psycopg 3 (SQLAlchemy would pick psycopg2, which we do not ship)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password hidden, for messages and logs."""
+    try:
+        return str(make_url(engine_url(url)).render_as_string(hide_password=True))
+    except Exception:  # an unparsable URL: say nothing of it beyond its scheme
+        return url.split(":", 1)[0] + ":…"
+
+
+class CaptureStore:
+    def __init__(self, url: str) -> None:
+        try:
+            self.engine: Engine = create_engine(engine_url(url), pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError, ValueError) as error:
+            raise CaptureStoreError(
+                f"cannot use capture database {safe_url(url)}: {error}"
+            ) from None
+        self.url = safe_url(url)
+
+    def upgrade(self) -> int:
+        """Create or upgrade the schema; the version it is at."""
+        try:
+            with self.engine.begin() as connection:
+                schema.create(connection, checkfirst=True)
+                current = connection.execute(select(func.max(schema.c.version))).scalar() or 0
+                if current > SCHEMA_VERSION:
+                    raise CaptureStoreError(
+                        f"capture database {self.url} has schema version {current}; this "
+                        f"perception-llm knows up to {SCHEMA_VERSION} (upgrade perception-llm)"
+                    )
+                for version in range(current + 1, SCHEMA_VERSION + 1):
+                    MIGRATIONS[version - 1](connection)
+                    connection.execute(insert(schema).values(version=version))
+                return max(current, SCHEMA_VERSION)
+        except SQLAlchemyError as error:
+            raise CaptureStoreError(
+                f"cannot use capture database {self.url}: {type(error).__name__}: "
+                f"{str(error.orig if hasattr(error, 'orig') else error).splitlines()[0]}"
+            ) from None
+
+    def write(self, rows: Sequence[dict[str, Any]]) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(insert(calls), list(rows))
+
+    def prune(self, max_age_seconds: float, max_calls: int) -> int:
+        """Delete calls older than the age limit and beyond the newest `max_calls`."""
+        with self.engine.begin() as connection:
+            removed = connection.execute(
+                delete(calls).where(calls.c.started_at < time.time() - max_age_seconds)
+            ).rowcount
+            cutoff = connection.execute(
+                select(calls.c.id).order_by(calls.c.id.desc()).offset(max_calls).limit(1)
+            ).scalar()
+            if cutoff is not None:
+                removed += connection.execute(delete(calls).where(calls.c.id <= cutoff)).rowcount
+        return int(removed or 0)
+
+    def conversations(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Conversations, newest activity first, with counts for the list view."""
+        last = func.max(calls.c.started_at)
+        query = (
+            select(
+                calls.c.conversation_id,
+                func.count().label("calls"),
+                func.min(calls.c.started_at).label("first_at"),
+                last.label("last_at"),
+                func.sum(calls.c.issues).label("issues"),
+            )
+            .group_by(calls.c.conversation_id)
+            .order_by(last.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def calls_of(self, conversation_id: str | None, limit: int = 1000) -> list[dict[str, Any]]:
+        """A conversation's calls in order, summaries only (no bodies)."""
+        where = (
+            calls.c.conversation_id.is_(None)
+            if conversation_id is None
+            else calls.c.conversation_id == conversation_id
+        )
+        query = select(*SUMMARY_COLUMNS).where(where).order_by(calls.c.id).limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def call(self, call_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(calls).where(calls.c.id == call_id)).first()
+        return None if row is None else dict(row._mapping)
+
+    def newest_id(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.max(calls.c.id))).scalar() or 0)
+
+    def dispose(self) -> None:
+        self.engine.dispose()

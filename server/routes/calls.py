@@ -1,0 +1,80 @@
+"""`/v1/calls…`: the captured calls, for the playground's Calls view (and anyone's tooling).
+
+The store is synchronous (server/capture_store.py), so every read runs in a worker thread; the
+live feed is an SSE stream of "a batch was written, newest id N" that the page answers by
+reloading what it shows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from server.auth import AuthDep
+from server.capture import CallCapture
+from server.errors import NotFoundError
+from server.services import services
+from server.sse import compact_json, data_event
+from server.sse_response import SSEResponse
+
+router = APIRouter(dependencies=[AuthDep])
+JSON_COLUMNS = ("headers", "request", "parsed", "prompt", "reply")
+
+
+def capture_of(request: Request) -> CallCapture:
+    capture = services(request).capture
+    if capture is None:
+        raise NotFoundError(
+            "Calls are not being captured: start the server with PERCEPTION_LLM_CAPTURE set "
+            "(or `perception-llm serve --capture`)."
+        )
+    return capture
+
+
+@router.get("/v1/calls", summary="Captured conversations, newest first; or one's calls")
+async def list_calls(
+    request: Request, conversation: str | None = None, limit: int = 100
+) -> dict[str, Any]:
+    store = capture_of(request).store
+    limit = max(1, min(limit, 1000))
+    if conversation is None:
+        rows = await anyio.to_thread.run_sync(store.conversations, limit)
+    else:
+        rows = await anyio.to_thread.run_sync(store.calls_of, conversation, limit)
+    return {"object": "list", "data": rows}
+
+
+@router.get("/v1/calls/live", summary="Server-sent events: the newest captured call id")
+async def live(request: Request) -> Response:
+    capture = capture_of(request)
+    listener = capture.listen()
+    newest = await anyio.to_thread.run_sync(capture.store.newest_id)
+
+    async def frames() -> AsyncIterator[bytes]:
+        yield data_event(compact_json({"newest": newest}))
+        while True:
+            yield data_event(compact_json({"newest": await listener.get()}))
+
+    settings = services(request).settings
+    return SSEResponse(
+        frames(),
+        keepalive=settings.keepalive_seconds,
+        send_timeout=settings.send_timeout_seconds,
+        on_close=lambda: capture.unlisten(listener),
+    )
+
+
+@router.get("/v1/calls/{call_id}", summary="One captured call, with everything recorded")
+async def one_call(request: Request, call_id: int) -> dict[str, Any]:
+    store = capture_of(request).store
+    row = await anyio.to_thread.run_sync(store.call, call_id)
+    if row is None:
+        raise NotFoundError(f"No captured call {call_id}.")
+    for name in JSON_COLUMNS:
+        row[name] = json.loads(row[name])
+    return row
