@@ -116,6 +116,7 @@ class CallCapture:
         self._listeners: set[asyncio.Queue[int]] = set()
         self._outage = False
         self._ready = False
+        self._schema_lock = threading.Lock()
         self.written = 0
         self.dropped = 0
 
@@ -158,9 +159,18 @@ class CallCapture:
         self._thread.join(timeout)
         self.store.dispose()
 
+    def ensure_schema(self) -> None:
+        """Create or upgrade the schema once (any thread; CaptureStoreError while unreachable)."""
+        with self._schema_lock:
+            if not self._ready:
+                self.store.upgrade()
+                self._ready = True
+
     # --- the writer thread ---
 
     def _run(self) -> None:
+        with contextlib.suppress(Exception):  # unreachable now: the first write reports it
+            self.ensure_schema()
         last_prune = 0.0
         while True:
             batch, stopping = self._next_batch()
@@ -192,9 +202,7 @@ class CallCapture:
 
     def _write(self, batch: list[CallSnapshot]) -> None:
         try:
-            if not self._ready:
-                self.store.upgrade()
-                self._ready = True
+            self.ensure_schema()
             rows = [self.row(snapshot) for snapshot in batch]
             self.store.write(rows)
         except Exception as error:  # any database failure: drop, count, serve on

@@ -139,6 +139,14 @@ class ShutdownError(APIError):
         super().__init__("The server is shutting down; retry on another replica.", code="shutdown")
 
 
+class ServiceUnavailableError(APIError):
+    """A part of the server that this request needs is down (e.g. the capture database)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    kind = "unavailable"
+
+
 class UpstreamError(APIError):
     """The response model failed (5xx, garbage, connection lost)."""
 

@@ -273,11 +273,11 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 
 def test_calls_api_and_its_absence(tmp_path: Path) -> None:
     with live_server(make_settings()) as server:
-        response = httpx.get(server.url + "/v1/calls")
-        assert (
-            response.status_code == 404
-            and "PERCEPTION_LLM_CAPTURE" in response.json()["error"]["message"]
-        )
+        listing = httpx.get(server.url + "/v1/calls").json()
+        assert listing == {"object": "list", "capturing": False, "data": []}
+        response = httpx.get(server.url + "/v1/calls/1")
+        assert response.status_code == 404
+        assert "PERCEPTION_LLM_CAPTURE" in response.json()["error"]["message"]
     with live_server(make_settings(capture=f"sqlite:///{tmp_path}/a.db")) as server:
         conversation = f"conv-{uuid.uuid4().hex[:6]}"
         ask(server.url, MESSAGES, conversation)

@@ -252,3 +252,49 @@ def test_the_servers_address_opens_the_playground(url: str) -> None:
     assert response.status_code == 307 and response.headers["location"] == "/playground"
     with running_server(make_settings(playground=False)) as base:
         assert httpx.get(base + "/").status_code == 404
+
+
+def test_calls_view_updates_live_and_folds_abandoned_requests(
+    browser: Browser, tmp_path: Path
+) -> None:
+    import openai
+
+    settings = make_settings(capture=f"sqlite:///{tmp_path}/calls.db", echo_word_delay_ms=20)
+    with running_server(settings) as base:
+        page, errors = open_page(browser, base)
+        expect(page.get_by_test_id("conversations")).to_contain_text("conversation")
+        client = openai.OpenAI(base_url=base + "/v1", api_key="k", max_retries=0)
+        headers = {"conversation-id": "conv-live"}
+        first_turn = [
+            {"role": "system", "content": "<user_gaze>At the camera.</user_gaze>"},
+            {"role": "user", "content": "Hello there"},
+        ]
+        # A speculative request, abandoned when the next one arrives (newest wins) ...
+        abandoned = client.chat.completions.create(
+            model="echo", messages=first_turn, stream=True, extra_headers=headers
+        )
+        next(iter(abandoned))
+        final = [*first_turn[:1], {"role": "user", "content": "Hello there, how are you?"}]
+        reply = client.chat.completions.create(
+            model="echo", messages=final, stream=True, extra_headers=headers
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in reply if c.choices)
+        with pytest.raises(openai.APIError):
+            list(abandoned)
+        # ... appears without a reload, and the timeline folds the abandoned one under it.
+        expect(page.get_by_test_id("conversations")).to_contain_text("conv-live")
+        page.locator("#conversations tr[data-id='conv-live']").click()
+        timeline = page.get_by_test_id("call-timeline")
+        expect(timeline).to_contain_text("Hello there, how are you?")
+        expect(timeline.locator("tr.folded")).to_contain_text("1 abandoned before it")
+        expect(timeline).to_contain_text("unknown tags: user_gaze")
+        timeline.locator("tr[data-id]").first.click()
+        detail = page.get_by_test_id("call-detail")
+        expect(detail).to_contain_text("Messages the model got")
+        expect(detail).to_contain_text("At the camera.")
+        assert errors == []
+
+
+def test_calls_view_says_when_the_server_does_not_record(browser: Browser, url: str) -> None:
+    page, _ = open_page(browser, url)
+    expect(page.get_by_test_id("calls-status")).to_contain_text("not recording calls")

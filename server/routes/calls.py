@@ -17,7 +17,8 @@ from starlette.responses import Response
 
 from server.auth import AuthDep
 from server.capture import CallCapture
-from server.errors import NotFoundError
+from server.capture_store import CaptureStore, CaptureStoreError
+from server.errors import NotFoundError, ServiceUnavailableError
 from server.services import services
 from server.sse import compact_json, data_event
 from server.sse_response import SSEResponse
@@ -40,18 +41,33 @@ def capture_of(request: Request) -> CallCapture:
 async def list_calls(
     request: Request, conversation: str | None = None, limit: int = 100
 ) -> dict[str, Any]:
-    store = capture_of(request).store
+    """`capturing: false` (and no data) when the server does not record calls."""
+    capture = services(request).capture
+    if capture is None:
+        return {"object": "list", "capturing": False, "data": []}
+    store = await ready_store(capture)
     limit = max(1, min(limit, 1000))
     if conversation is None:
         rows = await anyio.to_thread.run_sync(store.conversations, limit)
     else:
         rows = await anyio.to_thread.run_sync(store.calls_of, conversation, limit)
-    return {"object": "list", "data": rows}
+    return {"object": "list", "capturing": True, "data": rows}
+
+
+async def ready_store(capture: CallCapture) -> CaptureStore:
+    """The store with its schema in place (the writer creates it too; both are idempotent), or
+    503 while the database cannot be reached."""
+    try:
+        await anyio.to_thread.run_sync(capture.ensure_schema)
+    except CaptureStoreError as error:
+        raise ServiceUnavailableError(str(error)) from None
+    return capture.store
 
 
 @router.get("/v1/calls/live", summary="Server-sent events: the newest captured call id")
 async def live(request: Request) -> Response:
     capture = capture_of(request)
+    await ready_store(capture)
     listener = capture.listen()
     newest = await anyio.to_thread.run_sync(capture.store.newest_id)
 
@@ -71,7 +87,7 @@ async def live(request: Request) -> Response:
 
 @router.get("/v1/calls/{call_id}", summary="One captured call, with everything recorded")
 async def one_call(request: Request, call_id: int) -> dict[str, Any]:
-    store = capture_of(request).store
+    store = await ready_store(capture_of(request))
     row = await anyio.to_thread.run_sync(store.call, call_id)
     if row is None:
         raise NotFoundError(f"No captured call {call_id}.")

@@ -78,3 +78,23 @@ export async function stream(body, onText) {
   }
   throw new ApiError(0, "the stream ended without [DONE]");
 }
+
+// Reads a server-sent-event stream (fetch, so the API key can be sent); onData(json) per event.
+export async function events(path, onData) {
+  const response = await fetch(path, { headers: headers() });
+  if (!response.ok) throw await failure(response);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) !== -1) {
+      const event = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      if (event.startsWith("data: ")) onData(JSON.parse(event.slice(6)));
+    }
+  }
+}

@@ -1,5 +1,6 @@
 // Wires the page: load a request, show what was perceived, render two templates, send.
 import { call, setApiKey, stream } from "./api.js";
+import * as calls from "./calls.js";
 import * as compose from "./compose.js";
 import * as perception from "./perception.js";
 import * as prompts from "./prompts.js";
@@ -130,6 +131,7 @@ for (const column of columns) {
 
 async function start() {
   templates = (await call("/v1/prompts")).data;
+  calls.start(showError);
   columns.forEach((column, i) => {
     const select = column.querySelector(".template");
     select.replaceChildren(...templates.map((t) => new Option(t.name, t.name)));
