@@ -135,12 +135,20 @@ def draw(levels: list[dict[str, Any]], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+async def fetch(url: str) -> str:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return await response.text()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--levels", default="1,16,64,128,256")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--abandon", type=float, default=0.3)
+    parser.add_argument(
+        "--capture", help="record every call to this database (PERCEPTION_LLM_CAPTURE)"
+    )
     args = parser.parse_args()
     levels = [int(v) for v in args.levels.split(",")]
     upstream, upstream_url = start(
@@ -152,6 +160,7 @@ def main() -> None:
         {
             "PERCEPTION_LLM_UPSTREAM_BASE_URL": upstream_url,
             "PERCEPTION_LLM_MAX_CONCURRENT_STREAMS": "2048",
+            **({"PERCEPTION_LLM_CAPTURE": args.capture} if args.capture else {}),
         },
     )
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -169,12 +178,20 @@ def main() -> None:
             result.update(run=run + 1, rss_after_kib=current, rss_peak_kib=peak)
             repeats.append(result)
             print(json.dumps(result), flush=True)
+        if args.capture:
+            metrics = asyncio.run(fetch(url.replace("/v1/chat/completions", "/metrics")))
+            dropped = [line for line in metrics.splitlines() if "capture_dropped_total{" in line]
+            print("capture drops:", dropped or "none", flush=True)
     finally:
         for process in (server, upstream):
             process.terminate()
             process.wait(10)
     report = {"rss_start_kib": rss_start, "sweep": sweep, "repeats": repeats}
     RESULTS.mkdir(exist_ok=True)
+    if args.capture:  # the capture run is reported beside the plain one, not over it
+        (RESULTS / "load-capture.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written {RESULTS / 'load-capture.json'}")
+        return
     (RESULTS / "load.json").write_text(json.dumps(report, indent=2) + "\n")
     draw(sweep, RESULTS / "latency-vs-concurrency.png")
     print(f"written {RESULTS / 'load.json'} and latency-vs-concurrency.png")

@@ -18,7 +18,7 @@ from perception.models import (
     PerceptionFields,
     Snapshot,
 )
-from perception.parser import DEFAULT_MAX_FIELD_CHARS, parse_messages
+from perception.parser import DEFAULT_MAX_FIELD_CHARS, parse_messages, system_text_parts
 from perception.raven import UNPARSED_KEY
 from perception.tags import neutralise_markup
 from perception.text import message_text, strip_invisible
@@ -41,5 +41,6 @@ __all__ = [
     "neutralise_markup",
     "parse_messages",
     "strip_invisible",
+    "system_text_parts",
     "without_preamble",
 ]

@@ -47,7 +47,6 @@ def capture_for(settings: Settings, metrics: Metrics) -> CallCapture | None:
         queue_size=settings.capture_queue_size,
         max_age_seconds=settings.capture_max_age_days * 86400,
         max_calls=settings.capture_max_calls,
-        max_field_chars=settings.perception_max_field_chars,
     )
 
 

@@ -56,6 +56,7 @@ calls = Table(
     Column("issues", Integer, nullable=False),  # parse issues, for the list view
     Column("unknown_tags", Text, nullable=False),  # comma-separated unknown <user_*> tags
     Column("user_text", Text, nullable=False),  # the newest user turn, for the list view
+    Column("perceived", Text, nullable=False),  # JSON: the latest snapshot, short, for the timeline
     Column("headers", Text, nullable=False),  # JSON: allow-listed request headers
     Column("request", Text, nullable=False),  # JSON: the body as received (privacy applied)
     Column("parsed", Text, nullable=False),  # JSON: mode, observations, issues, instructions

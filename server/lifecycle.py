@@ -66,6 +66,7 @@ class CaptureContext:
             error=record.error,
             headers=self.headers,
             body=self.prepared.body,
+            conversation=self.prepared.conversation,
             prompt_messages=rendered.messages,
             dropped_turns=rendered.dropped_turns,
             perception_collapsed=rendered.perception_collapsed,

@@ -28,7 +28,8 @@ Key: TypeAlias = tuple[str, bytes]
 
 
 class AbandonedError(Exception):
-    """The shared generation ended because its leader left before handing it over."""
+    """The generation was stopped because every request holding it had ended (nobody reads it
+    any more; raised only to a reader that would still ask)."""
 
 
 async def _close(events: AsyncIterator[ResponseEvent]) -> None:

@@ -23,10 +23,13 @@ ALLOWED = {
     "prompts": {"prompts", "perception"},
     "scenarios": {"scenarios"},
     "server": {"server", "prompts", "perception", "scenarios"},
-    "emulator": {"emulator", "scenarios", "server"},
+    "emulator": {"emulator", "scenarios", "server", "perception"},
 }
 # The CLI's command modules may start the emulator: they are the user's entry point, not the app.
-CLI_EXCEPTIONS = {"server/commands/emulate.py": {"emulator"}}
+CLI_EXCEPTIONS = {
+    "server/commands/emulate.py": {"emulator"},
+    "server/commands/calls.py": {"emulator"},  # a captured call exported as a scenario
+}
 MAX_LINES = 320
 
 

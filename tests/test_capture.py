@@ -108,6 +108,7 @@ def test_a_call_is_recorded_whole(store_url: str) -> None:
     assert row["prompt"]["messages"][-1]["role"] == "user" and row["prompt"]["prompt_tokens"] > 0
     assert row["headers"]["conversation-id"] == "conv-a" and "authorization" not in row["headers"]
     assert row["user_text"] == "What does the white arc mean?"
+    assert json.loads(row["perceived"])["emotions"] == "Confused, frowning."
 
 
 def test_unknown_tags_issues_tool_calls_and_failures_are_recorded(tmp_path: Path) -> None:
@@ -250,7 +251,7 @@ def test_retention_by_age_and_count(store_url: str) -> None:
         "request_id": "r", "conversation_id": "c", "template": "default", "model": "m",
         "stream": True, "mode": "raven", "outcome": "completed", "ttft_ms": 1.0, "total_ms": 2.0,
         "prompt_tokens": 10, "shared": False, "error": None, "issues": 0, "unknown_tags": "",
-        "user_text": "", "headers": "{}", "request": "{}", "parsed": "{}", "prompt": "{}", "reply": "{}",
+        "user_text": "", "perceived": "{}", "headers": "{}", "request": "{}", "parsed": "{}", "prompt": "{}", "reply": "{}",
     }  # fmt: skip
     store.write(
         [{**base, "started_at": now - 30 * 86400}] + [{**base, "started_at": now} for _ in range(4)]

@@ -288,6 +288,7 @@ def test_calls_view_updates_live_and_folds_abandoned_requests(
         expect(timeline).to_contain_text("Hello there, how are you?")
         expect(timeline.locator("tr.folded")).to_contain_text("1 abandoned before it")
         expect(timeline).to_contain_text("unknown tags: user_gaze")
+        expect(timeline).to_contain_text("user_gaze: At the camera.")  # the perceived column
         timeline.locator("tr[data-id]").first.click()
         detail = page.get_by_test_id("call-detail")
         expect(detail).to_contain_text("Messages the model got")

@@ -58,32 +58,44 @@ async function showCall(id) {
   );
 }
 
+// The snapshot this call carried; a field that changed since the previous answered call is marked.
+function perceivedCell(item, before) {
+  const td = document.createElement("td");
+  for (const [name, value] of Object.entries(JSON.parse(item.perceived))) {
+    const line = cell("div", `${name}: ${value}`, before[name] !== undefined && before[name] !== value ? "changed" : "");
+    td.append(line);
+  }
+  return td;
+}
+
 async function showConversation(id) {
   selected = id;
   for (const tr of document.querySelectorAll("#conversations tr[data-id]")) {
     tr.classList.toggle("selected", tr.dataset.id === id);
   }
   const calls = (await call(`/v1/calls?conversation=${encodeURIComponent(id)}`)).data;
-  const rows = [row(["#", "time", "outcome", "first token", "template", "tokens", "user said", "flags"].map((h) => cell("th", h)))];
+  const rows = [row(["#", "time", "outcome", "first token", "template", "tokens", "user said", "perceived (changes marked)", "flags"].map((h) => cell("th", h)))];
   let folded = [];
+  let before = {};
   for (const item of calls) {
     if (ABANDONED.has(item.outcome)) { folded.push(item); continue; }
     const ttft = item.ttft_ms === null ? "–" : `${item.ttft_ms.toFixed(0)} ms`;
     rows.push(row([
       cell("td", `#${item.id}`), cell("td", time(item.started_at)), cell("td", item.outcome),
       cell("td", ttft), cell("td", item.template), cell("td", item.prompt_tokens),
-      cell("td", item.user_text), cell("td", flags(item), "flag"),
+      cell("td", item.user_text), perceivedCell(item, before), cell("td", flags(item), "flag"),
     ], item.id));
+    before = JSON.parse(item.perceived);
     if (folded.length) {
       const note = row([cell("td", ""), cell("td", `↳ ${folded.length} abandoned before it (${folded.map((f) => `#${f.id} ${f.outcome}`).join(", ")})`)]);
       note.className = "folded";
-      note.lastChild.colSpan = 7;
+      note.lastChild.colSpan = 8;
       rows.push(note);
       folded = [];
     }
   }
   for (const item of folded) {  // abandoned with nothing after them yet
-    rows.push(row([cell("td", `#${item.id}`), cell("td", time(item.started_at)), cell("td", item.outcome), cell("td", "–"), cell("td", item.template), cell("td", item.prompt_tokens), cell("td", item.user_text), cell("td", flags(item), "flag")], item.id));
+    rows.push(row([cell("td", `#${item.id}`), cell("td", time(item.started_at)), cell("td", item.outcome), cell("td", "–"), cell("td", item.template), cell("td", item.prompt_tokens), cell("td", item.user_text), perceivedCell(item, {}), cell("td", flags(item), "flag")], item.id));
   }
   document.getElementById("call-timeline").replaceChildren(...rows);
 }
