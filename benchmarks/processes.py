@@ -12,10 +12,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def start(
-    command: list[str], pattern: str, env: dict[str, str] | None = None
+    command: list[str],
+    pattern: str,
+    env: dict[str, str] | None = None,
+    lines: list[str] | None = None,
 ) -> tuple[subprocess.Popen[str], str]:
     """Start `command` in the repository; return it and the first group of `pattern` once its
-    output shows it. Its output keeps being read, or a full pipe would stall it."""
+    output shows it. Its output keeps being read (into `lines` when given), or a full pipe would
+    stall it."""
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -28,6 +32,12 @@ def start(
     for line in process.stdout:
         match = re.search(pattern, line)
         if match:
-            threading.Thread(target=process.stdout.read, daemon=True).start()
+            threading.Thread(target=_drain, args=(process, lines), daemon=True).start()
             return process, match.group(1)
     raise RuntimeError(f"{command} did not start")
+
+
+def _drain(process: subprocess.Popen[str], lines: list[str] | None) -> None:
+    for line in process.stdout or ():
+        if lines is not None:
+            lines.append(line)
