@@ -16,7 +16,9 @@ COPY perception ./perception
 COPY prompts ./prompts
 COPY scenarios ./scenarios
 COPY emulator ./emulator
-RUN pip install . \
+# The [postgres] extra: replicas record calls to one PostgreSQL (PERCEPTION_LLM_CAPTURE); a
+# SQLite capture needs a writable volume (the app directory is read-only to the user).
+RUN pip install ".[postgres]" \
     && useradd --system --uid 10001 --no-create-home perception
 
 USER perception
