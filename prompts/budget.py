@@ -47,12 +47,13 @@ def last_user_index(turns: list[Any]) -> int | None:
 
 
 def drop_oldest_turns(
-    head: list[Any], turns: list[Any], budget_tokens: int
-) -> tuple[list[Any], int]:
-    """`turns` without the oldest units that keep `head + turns` over budget, and their count."""
-    total = estimate_message_tokens(head) + estimate_message_tokens(turns)
+    turns: list[Any], total: int, budget_tokens: int
+) -> tuple[list[Any], int, int]:
+    """`turns` without the oldest units that keep the prompt over budget, how many units were
+    dropped, and the prompt's tokens after it. `total` is the whole prompt's estimate so far
+    (each message is estimated once per request; only dropped units are estimated again)."""
     if total <= budget_tokens:
-        return turns, 0
+        return turns, 0, total
     keep_from = last_user_index(turns)
     if keep_from is None:
         keep_from = len(turns) - 1  # no user turn: at least keep the newest message
@@ -65,4 +66,4 @@ def drop_oldest_turns(
         dropped.update(unit)
         units_dropped += 1
     kept = [message for index, message in enumerate(turns) if index not in dropped]
-    return kept, units_dropped
+    return kept, units_dropped, total

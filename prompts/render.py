@@ -140,33 +140,38 @@ def render_prompt(
         head: list[Any] = []
         turns = [_neutralised_turn(m) for m in conversation.messages]
         collapsed = False
+        head_tokens = 0
+        turn_tokens = estimate_message_tokens(turns)
     else:
         # Tavus' perception preamble tells the model to read <user_*> tags; once perception is
         # fenced there are none, so the fence's own instructions (appended below) replace it.
         head = [_without_preamble(m) for m in conversation.messages if _is_instruction(m)]
         head = [m for m in head if m is not None]
-        turns = [_neutralised_turn(m) for m in conversation.messages if not _is_instruction(m)]
+        plain_turns = [
+            _neutralised_turn(m) for m in conversation.messages if not _is_instruction(m)
+        ]
         variables = template_variables(conversation, fence, include_changes=True)
         head.append({"role": "system", "content": template.render_block("instructions", variables)})
-        block = template.render_block("perception", variables)
+        turns = _with_block(plain_turns, template.render_block("perception", variables))
         collapsed = False
-        over = budget_tokens is not None and (
-            estimate_message_tokens(head) + estimate_message_tokens(_with_block(turns, block))
-            > budget_tokens
-        )
+        head_tokens = estimate_message_tokens(head)
+        turn_tokens = estimate_message_tokens(turns)
+        over = budget_tokens is not None and head_tokens + turn_tokens > budget_tokens
         if over and variables["changes"]:
             variables = template_variables(conversation, fence, include_changes=False)
-            block = template.render_block("perception", variables)
+            turns = _with_block(plain_turns, template.render_block("perception", variables))
+            turn_tokens = estimate_message_tokens(turns)
             collapsed = True
-        turns = _with_block(turns, block)
 
     if last_user_index(turns) is None:
-        turns = [*turns, {"role": "user", "content": NO_USER_TURN}]
+        placeholder = {"role": "user", "content": NO_USER_TURN}
+        turns = [*turns, placeholder]
+        turn_tokens += estimate_message_tokens([placeholder])
     dropped = 0
+    tokens = head_tokens + turn_tokens
     if budget_tokens is not None:
-        turns, dropped = drop_oldest_turns(head, turns, budget_tokens)
+        turns, dropped, tokens = drop_oldest_turns(turns, tokens, budget_tokens)
     messages = head + turns
-    tokens = estimate_message_tokens(messages)
     over = budget_tokens is not None and tokens > budget_tokens
     if collapsed or dropped or over:
         logger.info(

@@ -26,7 +26,7 @@ from server.observability import CONVERSATION_ID, log_safe
 from server.preparation import Prepared, prepare
 from server.prompting import PROMPT_HEADER
 from server.request_log import CompletionRecord
-from server.responders import CompletionJob, ResponseEvent
+from server.responders import CompletionJob, Responder, ResponseEvent
 from server.services import Services
 from server.sharing import Key, SharedGeneration, as_twin
 from server.streaming import word_events
@@ -83,6 +83,7 @@ class Completion:
     job: CompletionJob
     encoder: ChunkEncoder
     record: CompletionRecord
+    responder: Responder
     shared: SharedGeneration | None = None  # this request leads it: twins may join
     twin_of: SharedGeneration | None = None  # this request is a twin: it reads that one
     _share_key: Key | None = field(default=None, repr=False)
@@ -118,7 +119,8 @@ class Completion:
             prompt_messages=prepared.rendered.messages,
             control=control,
         )
-        encoder = ChunkEncoder(model=services.responder.model_for(job))
+        responder = services.responder.pick(job)  # once: the model name and the stream agree
+        encoder = ChunkEncoder(model=responder.model_for(job))
         CONVERSATION_ID.set(log_safe(control.conversation_id))
         record = CompletionRecord(
             request_id=request.state.request_id,
@@ -128,7 +130,7 @@ class Completion:
             stream=prepared.completion_request.stream,
             prompt_tokens=prepared.rendered.prompt_tokens,
         )
-        completion = cls(services, control, job, encoder, record, twin_of=twin_of)
+        completion = cls(services, control, job, encoder, record, responder, twin_of=twin_of)
         completion._share_key = key
         if services.capture is not None:
             record.capturing = True
@@ -153,7 +155,7 @@ class Completion:
             return _replay(word_events(CONFIG_CHECK_REPLY))
         if self.twin_of is not None:
             return as_twin(self.twin_of, self.control, self.record)
-        events = self.services.responder.stream(self.job)
+        events = self.responder.stream(self.job)
         if self._share_key is not None:  # read by a task of its own, so twins can join
             self.shared = self.services.shared.begin(self._share_key, events)
             return self.shared.read(self.control)
