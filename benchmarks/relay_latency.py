@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -52,6 +53,7 @@ EMOTION = {
     ],
 }
 TICK = os.sysconf("SC_CLK_TCK")
+FRESH = itertools.count()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -59,8 +61,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
 
+def with_fresh_turn(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` whose newest perception message and user turn are new, as in a call: Tavus resends
+    the history with every request, but the newest turn was never seen before (servers that
+    remember history messages must not be measured on a body they have seen)."""
+    mark = next(FRESH)
+    messages = list(body["messages"])
+    for index in range(len(messages) - 1, max(-1, len(messages) - 3), -1):
+        message = messages[index]
+        text = message.get("content")
+        if isinstance(text, str):  # inside the last perception value, or at the end of speech
+            cut = text.rfind("</user_")
+            cut = cut if cut >= 0 else len(text)
+            messages[index] = {**message, "content": f"{text[:cut]} ({mark}){text[cut:]}"}
+    return {**body, "messages": messages}
+
+
 async def ttft(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> float:
     """Seconds from sending the request to the first content token (the rest is read too)."""
+    body = with_fresh_turn(body)
     started = time.perf_counter()
     elapsed = None
     lines = []

@@ -32,6 +32,7 @@ in the data part outside any block is kept as data too, never as persona text.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -182,8 +183,22 @@ def _blocks(text: str, tags: list[Tag]) -> tuple[list[Block], int]:
     return blocks, stray
 
 
+# Tavus resends the whole history with every request, so all but the newest perception message
+# were split a moment ago: short texts are remembered (the result is frozen and only read).
+CACHED_TEXT_CHARS = 8192
+
+
+@functools.lru_cache(maxsize=2048)
+def _split_cached(text: str) -> RavenMessage | None:
+    return _split(text)
+
+
 def split_raven_message(text: str) -> RavenMessage | None:
     """Split a system message's text at the trust boundary; None when it holds no perception."""
+    return _split_cached(text) if len(text) <= CACHED_TEXT_CHARS else _split(text)
+
+
+def _split(text: str) -> RavenMessage | None:
     tags = scan_tags(text, MAX_TAGS + 1)
     if not tags:
         return None

@@ -10,6 +10,7 @@ markup nested inside a value, and caps the length.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, NamedTuple
 
@@ -51,8 +52,23 @@ def strip_invisible(text: str) -> str:
     return text.translate(_INVISIBLE_TABLE)
 
 
+# The history is resent with every request: values seen a moment ago are remembered.
+CACHED_VALUE_CHARS = 8192
+
+
 def clean_value(raw: str, max_chars: int) -> CleanedValue:
     """Make one perception value safe to store and show (see module docstring)."""
+    if len(raw) <= CACHED_VALUE_CHARS:
+        return _clean_value_cached(raw, max_chars)
+    return _clean_value(raw, max_chars)
+
+
+@functools.lru_cache(maxsize=4096)
+def _clean_value_cached(raw: str, max_chars: int) -> CleanedValue:
+    return _clean_value(raw, max_chars)
+
+
+def _clean_value(raw: str, max_chars: int) -> CleanedValue:
     text = " ".join(strip_invisible(raw).split())
     truncated_from = None
     if len(text) > max_chars:

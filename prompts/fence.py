@@ -11,6 +11,7 @@ neutralised too, so they never reach the model (OWASP LLM01).
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass
@@ -111,7 +112,25 @@ def strip_chat_tokens(text: str) -> str:
     return text
 
 
+# Tavus resends the whole history with every request: texts neutralised a moment ago are
+# remembered (short ones; the function is pure).
+CACHED_TEXT_CHARS = 8192
+
+
 def neutralise_untrusted(text: str) -> str:
+    """What any user-derived text gets before it reaches the model (fenced or not); see
+    `_neutralise_untrusted`."""
+    if len(text) <= CACHED_TEXT_CHARS:
+        return _neutralise_cached(text)
+    return _neutralise_untrusted(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _neutralise_cached(text: str) -> str:
+    return _neutralise_untrusted(text)
+
+
+def _neutralise_untrusted(text: str) -> str:
     """What any user-derived text gets before it reaches the model (fenced or not).
 
     Token removal runs first because it can join text into a prefix or a tag
