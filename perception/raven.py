@@ -185,7 +185,7 @@ def _blocks(text: str, tags: list[Tag]) -> tuple[list[Block], int]:
 
 # Tavus resends the whole history with every request, so all but the newest perception message
 # were split a moment ago: short texts are remembered (the result is frozen and only read).
-CACHED_TEXT_CHARS = 8192
+CACHED_TEXT_CHARS = 4096  # with 2,048 entries: at most ~16 MB however hostile the texts
 
 
 @functools.lru_cache(maxsize=2048)

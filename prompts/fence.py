@@ -114,7 +114,7 @@ def strip_chat_tokens(text: str) -> str:
 
 # Tavus resends the whole history with every request: texts neutralised a moment ago are
 # remembered (short ones; the function is pure).
-CACHED_TEXT_CHARS = 8192
+CACHED_TEXT_CHARS = 4096  # with 2,048 entries: at most ~16 MB however hostile the texts
 
 
 def neutralise_untrusted(text: str) -> str:
@@ -125,7 +125,7 @@ def neutralise_untrusted(text: str) -> str:
     return _neutralise_untrusted(text)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=2048)
 def _neutralise_cached(text: str) -> str:
     return _neutralise_untrusted(text)
 
