@@ -131,12 +131,10 @@ class Simulation:
         await asyncio.sleep(0)  # let the first request go out before its retry
         retry = await self.stream(messages, on_text=self.say)
         await first
+        problems = self.probe_problems.setdefault("identical_retry", [])  # now exercised
         if retry.error or not retry.finish_reasons:
-            self.probe_problems.setdefault("identical_retry", []).append(
-                f"the retry did not get a whole reply: {retry.error or 'no finish_reason'}"
-            )
-        else:
-            self.probe_problems.setdefault("identical_retry", [])
+            detail = retry.error or "no finish_reason"
+            problems.append(f"the retry did not get a whole reply: {detail}")
         return retry
 
     async def turn(

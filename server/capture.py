@@ -160,6 +160,10 @@ class CallCapture:
         self._thread.join(timeout)
         self.store.dispose()
 
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
     def ensure_schema(self) -> None:
         """Create or upgrade the schema once (any thread; CaptureStoreError while unreachable)."""
         with self._schema_lock:
@@ -290,7 +294,7 @@ class CallCapture:
                     if isinstance(value, str)
                 }
             ),
-            "headers": self._json({k: v for k, v in snapshot.headers.items()}),
+            "headers": self._json(snapshot.headers),
             "request": self._json(body),
             "parsed": self._json(parsed),
             "prompt": self._json(

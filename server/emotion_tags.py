@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 
 from perception import Conversation, EmotionRule
-from server.responders import ResponseEvent
+from server.responders import ResponseEvent, close_events
 
 OPENING = "<emotion"
 # A model's tag longer than this is not a tag: it is spoken text that starts with `<`.
@@ -54,17 +54,13 @@ class EmotionPolicy:
         """The allowed value named by the earliest mapped word start in `text`, if any."""
         if not text:
             return None
-        lowered = text[:2000].lower()
-        best: tuple[int, str] | None = None
-        for match in _WORD.finditer(lowered):
+        for match in _WORD.finditer(text[:2000].lower()):
             word = match.group(0)
             if word in self.allowed:
                 return word
-            for stem, value in self.mapping.items():
+            for stem, value in self.mapping.items():  # the first stem in the map's order
                 if word.startswith(stem) and value in self.allowed:
-                    best = best or (match.start(), value)
-            if best is not None:
-                return best[1]
+                    return value
         return None
 
     def for_conversation(self, conversation: Conversation) -> str:
@@ -159,6 +155,4 @@ async def with_emotion_tag(
         async for event in events:
             yield event
     finally:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await close_events(events)

@@ -26,7 +26,7 @@ from server.observability import CONVERSATION_ID, log_safe
 from server.preparation import Prepared, prepare
 from server.prompting import PROMPT_HEADER
 from server.request_log import CompletionRecord
-from server.responders import CompletionJob, Responder, ResponseEvent
+from server.responders import CompletionJob, Responder, ResponseEvent, close_events
 from server.services import Services
 from server.sharing import Key, SharedGeneration, as_twin
 from server.streaming import word_events
@@ -107,7 +107,7 @@ class Completion:
             key = services.shared.key(
                 conversation_id_of(request.headers),
                 raw,
-                request.url.query,
+                request.scope["query_string"].decode("latin-1"),
                 request.headers.get(PROMPT_HEADER, ""),
             )
         twin_of = services.shared.twin_of(key)
@@ -186,9 +186,7 @@ class Completion:
             async for event in events:
                 yield event
         finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await close_events(events)
 
     def finish(self) -> None:
         """Release the slot and the control, log the record: once, whoever calls it first."""

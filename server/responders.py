@@ -47,6 +47,14 @@ class Responder(Protocol):
     def served_models(self) -> list[str]: ...
 
 
+async def close_events(events: AsyncIterator[Any]) -> None:
+    """Close an async iterator at once (an async generator's `finally` runs, so an upstream read
+    stops); a plain iterator without `aclose` needs nothing."""
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 _WORD_RE = re.compile(r"\s*\S+\s*")
 
 

@@ -22,7 +22,7 @@ from typing import TypeAlias
 
 from server.control import RequestControl
 from server.request_log import CompletionRecord
-from server.responders import ResponseEvent
+from server.responders import ResponseEvent, close_events
 
 Key: TypeAlias = tuple[str, bytes]
 
@@ -30,12 +30,6 @@ Key: TypeAlias = tuple[str, bytes]
 class AbandonedError(Exception):
     """The generation was stopped because every request holding it had ended (nobody reads it
     any more; raised only to a reader that would still ask)."""
-
-
-async def _close(events: AsyncIterator[ResponseEvent]) -> None:
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 class SharedGeneration:
@@ -75,7 +69,7 @@ class SharedGeneration:
         except Exception as error:
             self._end(error)
         finally:
-            await _close(events)
+            await close_events(events)
 
     async def read(self, control: RequestControl) -> AsyncIterator[ResponseEvent]:
         """Every event from the first, waiting for new ones (a superseded or shut-down

@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator, Callable
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from server.responders import close_events
+
 logger = logging.getLogger(__name__)
 
 KEEPALIVE_FRAME = b": keep-alive\n\n"
@@ -82,9 +84,7 @@ class SSEResponse(Response):
         except TimeoutError:
             logger.warning("client stopped reading for %ss; closing its stream", self.send_timeout)
         finally:
-            aclose = getattr(self.frames, "aclose", None)
-            if aclose is not None:
-                await aclose()  # stops the upstream read at once, however the send ended
+            await close_events(self.frames)  # stops the upstream read, however the send ended
             self.on_close()
 
     async def _send(self, send: Send, message: Message) -> None:

@@ -18,18 +18,12 @@ from server.chunks import ChunkEncoder, merge_tool_call
 from server.errors import APIError, ShutdownError, SupersededError
 from server.outcome import Outcome
 from server.request_log import CompletionRecord
-from server.responders import ResponseEvent, words
+from server.responders import ResponseEvent, close_events, words
 from server.sse import DONE_FRAME, compact_json, data_event
 
 logger = logging.getLogger(__name__)
 
 ZERO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-
-
-async def _close(events: AsyncIterator[ResponseEvent]) -> None:
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 def word_events(text: str) -> list[ResponseEvent]:
@@ -63,7 +57,7 @@ async def with_fallback(
         async for event in events:
             yield event
     finally:
-        await _close(events)
+        await close_events(events)
 
 
 async def prefetched(events: AsyncIterator[ResponseEvent]) -> AsyncIterator[ResponseEvent]:
@@ -73,7 +67,7 @@ async def prefetched(events: AsyncIterator[ResponseEvent]) -> AsyncIterator[Resp
     except StopAsyncIteration:
         first = None
     except BaseException:
-        await _close(events)
+        await close_events(events)
         raise
 
     async def chained() -> AsyncIterator[ResponseEvent]:
@@ -83,7 +77,7 @@ async def prefetched(events: AsyncIterator[ResponseEvent]) -> AsyncIterator[Resp
                 async for event in events:
                     yield event
         finally:
-            await _close(events)
+            await close_events(events)
 
     return chained()
 
@@ -145,7 +139,7 @@ async def stream_chunks(
         record.ended_by(error)
         raise
     finally:
-        await _close(events)
+        await close_events(events)
         on_end()
 
 
@@ -175,7 +169,7 @@ async def collect_completion(
         record.ended_by(error, error.message if isinstance(error, APIError) else None)
         raise
     finally:
-        await _close(events)
+        await close_events(events)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(content) or None}
     if tool_calls:
         message["tool_calls"] = [tool_calls[i] for i in sorted(tool_calls)]

@@ -57,6 +57,8 @@ async def list_calls(
 async def ready_store(capture: CallCapture) -> CaptureStore:
     """The store with its schema in place (the writer creates it too; both are idempotent), or
     503 while the database cannot be reached."""
+    if capture.ready:  # the usual case: no thread hop
+        return capture.store
     try:
         await anyio.to_thread.run_sync(capture.ensure_schema)
     except CaptureStoreError as error:

@@ -40,6 +40,24 @@ export async function call(path, body) {
   return response.json();
 }
 
+// The `data:` payloads of a server-sent-event response, in order (keep-alive comments skipped).
+async function* dataOf(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) !== -1) {
+      const event = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      if (event.startsWith("data: ")) yield event.slice(6);
+    }
+  }
+}
+
 // Streams a chat completion; calls onText(text) per delta. Resolves to {ttft, total} in ms.
 export async function stream(body, onText) {
   const started = performance.now();
@@ -52,28 +70,15 @@ export async function stream(body, onText) {
     throw new ApiError(0, `the server is unreachable (${error.message})`);
   }
   if (!response.ok) throw await failure(response);
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
   let ttft = null;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) !== -1) {
-      const event = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      if (!event.startsWith("data: ")) continue;  // keep-alive comments
-      const data = event.slice(6);
-      if (data === "[DONE]") return { ttft, total: performance.now() - started };
-      const chunk = JSON.parse(data);
-      if (chunk.error) throw new ApiError(0, `the stream failed: ${chunk.error.message}`);
-      const text = chunk.choices?.[0]?.delta?.content;
-      if (text) {
-        if (ttft === null) ttft = performance.now() - started;
-        onText(text);
-      }
+  for await (const data of dataOf(response)) {
+    if (data === "[DONE]") return { ttft, total: performance.now() - started };
+    const chunk = JSON.parse(data);
+    if (chunk.error) throw new ApiError(0, `the stream failed: ${chunk.error.message}`);
+    const text = chunk.choices?.[0]?.delta?.content;
+    if (text) {
+      if (ttft === null) ttft = performance.now() - started;
+      onText(text);
     }
   }
   throw new ApiError(0, "the stream ended without [DONE]");
@@ -83,18 +88,5 @@ export async function stream(body, onText) {
 export async function events(path, onData) {
   const response = await fetch(path, { headers: headers() });
   if (!response.ok) throw await failure(response);
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += decoder.decode(value, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) !== -1) {
-      const event = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      if (event.startsWith("data: ")) onData(JSON.parse(event.slice(6)));
-    }
-  }
+  for await (const data of dataOf(response)) onData(JSON.parse(data));
 }
