@@ -58,6 +58,7 @@ HEADER_ALLOW_LIST = frozenset(
 BATCH_SIZE = 100
 YIELD_SECONDS = 0.0005
 SUMMARY_CHARS = 160  # of each perceived value, in the timeline's summary column
+MAX_STORED_CHARS = 1_000_000  # per JSON column of a call; a bigger one is replaced by a note
 PRUNE_EVERY_SECONDS = 60.0
 _STOP = object()
 
@@ -249,7 +250,10 @@ class CallCapture:
         self.metrics.capture_dropped.labels(reason).inc(count)
 
     def _json(self, value: Any) -> str:
-        return self.redactor.redact(json.dumps(value, ensure_ascii=False, default=str))
+        text = self.redactor.redact(json.dumps(value, ensure_ascii=False, default=str))
+        if len(text) > MAX_STORED_CHARS:  # a 4 MB body, again and again, must not fill the disk
+            return json.dumps({"withheld": f"too large to keep: {len(text)} characters"})
+        return text
 
     def row(self, snapshot: CallSnapshot) -> dict[str, Any]:
         """The stored row (in the writer thread): full parse, privacy, redaction, JSON."""

@@ -291,3 +291,15 @@ def test_calls_api_and_its_absence(tmp_path: Path) -> None:
         full = httpx.get(server.url + f"/v1/calls/{call['id']}").json()
         assert full["parsed"]["latest"]["screenshare"] == SCREEN
         assert httpx.get(server.url + "/v1/calls/999999").status_code == 404
+
+
+def test_a_huge_body_is_not_kept_whole(tmp_path: Path) -> None:
+    """An attacker repeating 4 MB bodies must not fill the disk: a column over 1 MB is a note."""
+    persona = [{"role": "system", "content": "x" * 150_000} for _ in range(8)]  # 1.2 MB in all
+    huge = [*persona, {"role": "user", "content": "hi"}]
+    with live_server(make_settings(capture=f"sqlite:///{tmp_path}/h.db")) as server:
+        ask(server.url, huge, "conv-h")
+        (row,) = written(server, 1)
+    assert row["request"] == {"withheld": row["request"]["withheld"]}
+    assert "too large to keep" in row["request"]["withheld"]
+    assert row["outcome"] == "completed" and (tmp_path / "h.db").stat().st_size < 2_000_000
