@@ -105,8 +105,10 @@ class CallCapture:
         queue_size: int,
         max_age_seconds: float,
         max_calls: int,
+        replica: str = "-",
     ) -> None:
         self.store = store
+        self.replica = replica  # written into every row: which replica served the call
         self.metrics = metrics
         self.redactor = redactor
         self.perception = perception
@@ -276,6 +278,7 @@ class CallCapture:
         )
         return {
             "request_id": snapshot.request_id,
+            "replica": self.replica,
             "conversation_id": snapshot.conversation_id,
             "started_at": snapshot.started_at,
             "template": snapshot.template,
