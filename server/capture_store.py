@@ -84,6 +84,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     add_replica_column,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+MIGRATION_LOCK = 0x7065_7263_6C6C6D  # a constant key for PostgreSQL's advisory lock ("percllm")
 
 
 class CaptureStoreError(Exception):
@@ -119,6 +120,11 @@ class CaptureStore:
         """Create or upgrade the schema; the version it is at."""
         try:
             with self.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    # Replicas start together against one database: one creates or upgrades
+                    # the schema while the others wait, then find it done (without the lock
+                    # two CREATE TABLEs race and the loser's first calls are dropped).
+                    connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
                 schema.create(connection, checkfirst=True)
                 current = connection.execute(select(func.max(schema.c.version))).scalar() or 0
                 if current > SCHEMA_VERSION:

@@ -292,6 +292,38 @@ def test_a_version_1_store_gains_the_replica_column_and_keeps_its_calls(store_ur
     store.dispose()
 
 
+def test_replicas_starting_together_create_the_schema_once() -> None:
+    """Regression (issue 26): replicas starting at once against a fresh PostgreSQL raced to
+    create the tables (`duplicate key value violates unique constraint`), and the losers dropped
+    their first calls. An advisory lock lets one migrate while the others wait."""
+    import threading
+
+    url = postgres_url()
+    engine = create_engine(engine_url(url))
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS captured_calls, capture_schema"))
+    engine.dispose()
+    stores = [CaptureStore(url) for _ in range(4)]
+    together = threading.Barrier(len(stores))
+    outcomes: list[object] = []
+
+    def upgrade(store: CaptureStore) -> None:
+        together.wait()
+        try:
+            outcomes.append(store.upgrade())
+        except Exception as error:
+            outcomes.append(error)
+
+    threads = [threading.Thread(target=upgrade, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for store in stores:
+        store.dispose()
+    assert outcomes == [2, 2, 2, 2]
+
+
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/v.db"
     CaptureStore(url).upgrade()
