@@ -70,7 +70,6 @@ calls = Table(
 SUMMARY_COLUMNS = [c for c in calls.c if c.name not in ("headers", "request", "parsed", "prompt")]
 
 
-
 def add_replica_column(connection: Connection) -> None:
     """v2: `replica`, which replica served the call (issue 26). v1 creates the table from the
     current definition, so a new database has it already; a v1 database gains it here."""

@@ -181,9 +181,7 @@ def test_json_logs_carry_ids_and_never_secrets() -> None:
     assert all({"ts", "level", "logger", "message"} <= set(r) for r in records)
     assert "top-secret-key" not in "".join(lines) + rest
     # Every line the server logs names the replica (logs of several replicas read apart).
-    assert {r["replica"] for r in records if r["logger"] != "perception_llm.serve"} == {
-        "replica-b"
-    }
+    assert {r["replica"] for r in records if r["logger"] != "perception_llm.serve"} == {"replica-b"}
 
 
 def test_replica_is_named_in_metrics_and_defaults_to_host_and_port() -> None:
