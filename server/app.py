@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     templates.get(settings.prompt)
     lag = LoopLagMonitor(settings.max_loop_lag_seconds)
     gate = ConcurrencyGate(settings.max_concurrent_streams, lag)
-    replica = settings.replica_name()
+    replica = settings.replica_name(settings.port)
     metrics = Metrics(active_streams=lambda: gate.active, replica=replica)
     upstream = (
         UpstreamResponder(settings, on_error=metrics.upstream_errors_by_kind)

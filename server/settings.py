@@ -8,9 +8,7 @@ import time, so tests can construct their own.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,12 +17,12 @@ from pydantic_settings import SettingsConfigDict
 
 from server.capture_settings import CaptureSettings
 from server.emotion_values import DEFAULT_EMOTION_MAP, DEFAULT_EMOTION_VALUES
+from server.replica_settings import ReplicaSettings
 
 ENV_PREFIX = "PERCEPTION_LLM_"
-REPLICA_NAME = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 
 
-class Settings(CaptureSettings):
+class Settings(CaptureSettings, ReplicaSettings):
     """Everything an operator can configure, with safe defaults."""
 
     model_config = SettingsConfigDict(
@@ -265,14 +263,6 @@ class Settings(CaptureSettings):
             " Empty: no CORS."
         ),
     )
-    replica: str | None = Field(
-        None,
-        description=(
-            "This process's name in logs, metrics (`perception_llm_replica_info`) and captured "
-            "calls, so replicas behind a load balancer can be told apart (default "
-            "`hostname:port`)."
-        ),
-    )
     access_log: bool = Field(
         False,
         description=(
@@ -302,20 +292,6 @@ class Settings(CaptureSettings):
         if not words or not all(re.fullmatch(r"[a-z][a-z_-]{0,31}", word) for word in words):
             raise ValueError('must be a JSON list of plain words, e.g. ["neutral", "happy"]')
         return words
-
-    @field_validator("replica")
-    @classmethod
-    def _replica_is_a_name(cls, value: str | None) -> str | None:
-        # Written into every log line and a metric label: a name, not free text.
-        if value is not None and not REPLICA_NAME.fullmatch(value):
-            raise ValueError("must be 1-128 letters, digits or ._:@- (e.g. a pod name)")
-        return value
-
-    def replica_name(self, port: int | None = None) -> str:
-        """This replica's name: the setting, else `hostname:port` (`hostname:pidN` on a port
-        the system picks, unknown until it is bound)."""
-        port = self.port if port is None else port
-        return self.replica or f"{socket.gethostname()}:{port or f'pid{os.getpid()}'}"
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction from anything relayed or logged."""

@@ -188,7 +188,7 @@ def test_replica_is_named_in_metrics_and_defaults_to_host_and_port() -> None:
     with running_server(make_settings(replica="pod-7")) as base:
         text = httpx.get(base + "/metrics").text
     assert 'perception_llm_replica_info{replica="pod-7"} 1.0' in text
-    assert make_settings(port=8123).replica_name() == f"{socket.gethostname()}:8123"
+    assert make_settings().replica_name(8123) == f"{socket.gethostname()}:8123"
     assert make_settings(replica="pod-7").replica_name(8123) == "pod-7"
 
 
