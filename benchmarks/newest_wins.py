@@ -29,7 +29,7 @@ from processes import ROOT, start
 
 sys.path.insert(0, str(ROOT))
 from tests.fake_upstream import FakeUpstream, text_reply
-from tests.nginx_proxy import running_nginx
+from tests.nginx_proxy import free_port, running_nginx
 
 READY = r"Uvicorn running on http://127\.0\.0\.1:(\d+)"
 # `serve --workers 2` as it was: the same uvicorn.run call, with two workers.
@@ -72,12 +72,6 @@ async def count(base: str, conversations: int) -> int:
             *(superseded(client, base, f"nw-{uuid.uuid4().hex[:8]}") for _ in range(conversations))
         )
     return sum(results)
-
-
-def free_port() -> int:
-    from tests.nginx_proxy import free_port as pick
-
-    return pick()
 
 
 def main() -> None:

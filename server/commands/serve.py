@@ -46,7 +46,7 @@ def serve(args: argparse.Namespace) -> int:
     check_port_free(host, port)
     for warning in unknown_variables(os.environ):
         say(settings, "warning", warning)
-    say(settings, "info", startup_summary(settings, host, port))
+    say(settings, "info", startup_summary(settings, host, port, replica))
     raise_file_limit(settings.max_connections)
     restore = exit_cleanly_on_signals()
     try:
@@ -148,7 +148,7 @@ def unknown_variables(environ: dict[str, str] | os._Environ[str]) -> list[str]:
     return warnings
 
 
-def startup_summary(settings: Settings, host: str, port: int) -> str:
+def startup_summary(settings: Settings, host: str, port: int, replica: str) -> str:
     """Who answers, whether a key is needed, the default template, the playground: one line,
     never a secret."""
     shown_port = port or "(a free port)"
@@ -171,7 +171,7 @@ def startup_summary(settings: Settings, host: str, port: int) -> str:
             f"(perception: {settings.capture_perception})"
         )
     return (
-        f"serving {base}/v1 with {responder}; API key {key}; "
+        f"serving {base}/v1 as replica {replica} with {responder}; API key {key}; "
         f"default template {settings.prompt}{playground}{capture}"
     )
 
