@@ -58,7 +58,7 @@ def render(prefix: Path, listen: str, replicas: list[str]) -> Path:
     user = "user root;\n" if os.geteuid() == 0 else ""
     main = (
         f"{user}daemon off;\nworker_processes 1;\npid {prefix / 'nginx.pid'};\n"
-        f"error_log {prefix / 'error.log'} info;\n"
+        f"error_log {prefix / 'error.log'} warn;\n"
         "events { worker_connections 1024; }\n"
         f"http {{\n{temp}\n    include conf.d/perception-llm.conf;\n}}\n"
     )

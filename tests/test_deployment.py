@@ -157,7 +157,10 @@ async def stream(
     result = into or Stream()
     headers = {"x-request-id": uuid.uuid4().hex}
     if conversation is not None:
-        headers["conversation-id"] = conversation
+        # Tavus sends both spellings; the `under-` conversation sends only `conversation_id`,
+        # which nginx drops unless `underscores_in_headers` is on (then it hashes it, too).
+        spelling = "conversation_id" if conversation.startswith("under-") else "conversation-id"
+        headers[spelling] = conversation
     try:
         async with client.stream(
             "POST", base + "/v1/chat/completions", json=body(words), headers=headers
@@ -214,7 +217,8 @@ def test_three_replicas_behind_nginx(tmp_path: Path, database: str) -> None:
 
 
 def run_deployment(base: str, fake: FakeUpstream, database: str, replicas: list[Replica]) -> None:
-    conversations = [f"conv-{i}-{uuid.uuid4().hex[:6]}" for i in range(CONVERSATIONS)]
+    conversations = [f"conv-{i}-{uuid.uuid4().hex[:6]}" for i in range(CONVERSATIONS - 1)]
+    conversations.append(f"under-{uuid.uuid4().hex[:6]}")
 
     async def speculate() -> None:
         async with httpx.AsyncClient(timeout=30) as client:
