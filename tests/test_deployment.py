@@ -46,7 +46,11 @@ SHORT = [f"w{i} " for i in range(30)]  # 1.5 s of reply: overlapping requests ov
 LONG = [f"w{i} " for i in range(80)]  # 4 s: every stream is mid-way when replicas stop
 GAP = 0.05
 CONVERSATIONS = 16  # with 3 replicas, at least two of them serve some (all but certain)
-GRACE = "1"  # seconds a SIGTERM'd replica lets its streams run before ending them
+GRACE = "1"
+SIMULATED = (
+    "sim-",
+    "tavus-openai-compat-test",
+)  # conversation ids that `simulate` sends  # seconds a SIGTERM'd replica lets its streams run before ending them
 
 
 @dataclass
@@ -98,14 +102,16 @@ def database() -> Iterator[str]:
     yield url
 
 
-def captured(database: str, count: int) -> list[dict[str, Any]]:
-    """The captured calls once at least `count` are written (each replica's writer batches)."""
+def captured(database: str, count: int, simulated: bool = False) -> list[dict[str, Any]]:
+    """The captured calls once at least `count` are written (each replica's writer batches);
+    those of the `simulate` run only when `simulated`, else all others."""
     engine = create_engine(engine_url(database))
     try:
         deadline = time.monotonic() + 20
         while True:
             with engine.connect() as connection:
                 rows = [dict(r._mapping) for r in connection.execute(select(calls))]
+            rows = [r for r in rows if str(r["conversation_id"]).startswith(SIMULATED) == simulated]
             if len(rows) >= count or time.monotonic() > deadline:
                 return rows
             time.sleep(0.05)
@@ -217,6 +223,23 @@ def test_three_replicas_behind_nginx(tmp_path: Path, database: str) -> None:
 
 
 def run_deployment(base: str, fake: FakeUpstream, database: str, replicas: list[Replica]) -> None:
+    # The real tool first: `simulate --speculative` through nginx passes, and its count of
+    # upstream calls saved is read from the replica that served the conversation (it asks
+    # /metrics with the conversation's id, which nginx hashes like the completions).
+    fake.script = [text_reply(*SHORT, gap=0.01)]
+    command = [sys.executable, "-m", "server.cli", "simulate", "--speculative", "--json"]
+    simulated = subprocess.run(
+        [*command, "--url", base + "/v1"], capture_output=True, text=True, timeout=120
+    )
+    assert simulated.returncode == 0, simulated.stdout[-2000:] + simulated.stderr[-2000:]
+    report = json.loads(simulated.stdout)
+    sim_rows = captured(database, report["requests"], True)
+    (served_by,) = {r["replica"] for r in sim_rows if r["conversation_id"].startswith("sim-")}
+    (port,) = [r.port for r in replicas if r.name == served_by]
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    saved = re.search(r"^perception_llm_upstream_calls_saved_total (\S+)$", metrics, re.M)
+    assert saved is not None and report["upstream_calls_saved"] == float(saved.group(1))
+    fake.script = [text_reply(*SHORT, gap=GAP)]
     conversations = [f"conv-{i}-{uuid.uuid4().hex[:6]}" for i in range(CONVERSATIONS - 1)]
     conversations.append(f"under-{uuid.uuid4().hex[:6]}")
 
