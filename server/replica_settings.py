@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
 REPLICA_NAME = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9._:@-]")
 
 
 class ReplicaSettings(BaseSettings):
@@ -37,5 +38,10 @@ class ReplicaSettings(BaseSettings):
 
     def replica_name(self, port: int) -> str:
         """This replica's name: the setting, else `hostname:port` (`hostname:pidN` on a port
-        the system picks, unknown until it is bound)."""
-        return self.replica or f"{socket.gethostname()}:{port or f'pid{os.getpid()}'}"
+        the system picks, unknown until it is bound). `serve` hands it to the app through the
+        environment, where it must pass the setting's own check: odd characters in a host name
+        become `-`."""
+        if self.replica:
+            return self.replica
+        host = NOT_IN_A_NAME.sub("-", socket.gethostname())[:100] or "host"
+        return f"{host}:{port or f'pid{os.getpid()}'}"

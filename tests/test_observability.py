@@ -192,6 +192,14 @@ def test_replica_is_named_in_metrics_and_defaults_to_host_and_port() -> None:
     assert make_settings(replica="pod-7").replica_name(8123) == "pod-7"
 
 
+def test_a_default_replica_name_is_always_a_valid_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve` passes the default name to the app through the environment, where the setting's
+    check reads it: a host name with odd characters must not stop start-up."""
+    monkeypatch.setattr(socket, "gethostname", lambda: "box_1 (lab)")
+    name = make_settings().replica_name(8000)
+    assert name == "box-1--lab-:8000" and make_settings(replica=name).replica == name
+
+
 @pytest.mark.parametrize("name", ["", "a b", "x\nforged line", "é", "a" * 129])
 def test_a_replica_name_that_is_not_a_name_is_refused(name: str) -> None:
     from pydantic import ValidationError
