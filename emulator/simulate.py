@@ -73,7 +73,8 @@ class Simulation:
         }
         self.replies: list[StreamResult] = []  # the replies a user would hear
         self.saved_calls: float | None = None
-        self.client = make_client(options, "sim-" + secrets.token_hex(6))
+        self.conversation_id = "sim-" + secrets.token_hex(6)
+        self.client = make_client(options, self.conversation_id)
         self.model = options.model or scenario.model  # else the endpoint's, found by run()
 
     def progress(self, text: str) -> None:
@@ -254,12 +255,14 @@ class Simulation:
 
     async def calls_saved(self) -> float | None:
         """perception-llm's count of upstream calls saved by sharing identical requests (from
-        its /metrics next to the API's base URL); None for other endpoints."""
+        its /metrics next to the API's base URL); None for other endpoints. Asked with the
+        conversation's id, so a balancer hashing it (deploy/nginx) asks the replica that served
+        the conversation, not whichever one is next."""
         base = self.options.url.rstrip("/").removesuffix("/v1")
         try:
-            headers = (
-                {"Authorization": f"Bearer {self.options.api_key}"} if self.options.api_key else {}
-            )
+            headers = {"conversation-id": self.conversation_id}
+            if self.options.api_key:
+                headers["Authorization"] = f"Bearer {self.options.api_key}"
             async with httpx.AsyncClient(timeout=5, headers=headers) as client:
                 response = await client.get(base + "/metrics")
         except httpx.HTTPError:  # any endpoint: no metrics is a normal answer

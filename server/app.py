@@ -34,7 +34,7 @@ from server.shutdown import install_drain_on_signals
 from server.upstream import UpstreamResponder
 
 
-def capture_for(settings: Settings, metrics: Metrics) -> CallCapture | None:
+def capture_for(settings: Settings, metrics: Metrics, replica: str) -> CallCapture | None:
     """The call capture when `PERCEPTION_LLM_CAPTURE` is set (a bad URL stops start-up; a
     database that is down is the writer's to report, never the server's)."""
     if not settings.capture:
@@ -47,6 +47,7 @@ def capture_for(settings: Settings, metrics: Metrics) -> CallCapture | None:
         queue_size=settings.capture_queue_size,
         max_age_seconds=settings.capture_max_age_days * 86400,
         max_calls=settings.capture_max_calls,
+        replica=replica,
     )
 
 
@@ -57,7 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     templates.get(settings.prompt)
     lag = LoopLagMonitor(settings.max_loop_lag_seconds)
     gate = ConcurrencyGate(settings.max_concurrent_streams, lag)
-    metrics = Metrics(active_streams=lambda: gate.active)
+    replica = settings.replica_name(settings.port)
+    metrics = Metrics(active_streams=lambda: gate.active, replica=replica)
     upstream = (
         UpstreamResponder(settings, on_error=metrics.upstream_errors_by_kind)
         if settings.upstream_base_url
@@ -75,7 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         prepare_limiter=anyio.CapacityLimiter(1),
         started_at=int(time.time()),
-        capture=capture_for(settings, metrics),
+        replica=replica,
+        capture=capture_for(settings, metrics, replica),
     )
 
     @asynccontextmanager

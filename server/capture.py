@@ -1,13 +1,11 @@
 """Recording real calls (opt-in, `PERCEPTION_LLM_CAPTURE`), without slowing or risking a reply.
 
-On the request path a finished completion only puts a snapshot (references, no copying, no
-JSON) on a bounded queue — when the queue is full the call is dropped and counted. One writer
-thread does the rest off the event loop: adds the instruction parts the reply's parse skipped,
-applies the privacy setting and secret redaction, and writes batches in one transaction. When
-the database is slow or down, batches are dropped and counted
-(`perception_llm_capture_dropped_total`), serving goes on, and the log says so once per outage.
-Retention by age and count runs in the same thread. Listeners (the playground's live Calls view)
-are told the newest id after each batch.
+A finished completion only puts a snapshot (references: no copying, no JSON) on a bounded queue;
+when it is full the call is dropped and counted. One writer thread does the rest off the loop:
+the instruction parts the reply's parse skipped, privacy, secret redaction, the replica's name,
+batches written in one transaction. A slow or down database drops batches (counted in
+`perception_llm_capture_dropped_total`, one log line per outage) and serving goes on. Retention
+runs in that thread too; listeners (the live Calls view) hear the newest id after each batch.
 """
 
 from __future__ import annotations
@@ -105,8 +103,10 @@ class CallCapture:
         queue_size: int,
         max_age_seconds: float,
         max_calls: int,
+        replica: str = "-",  # written into every row: which replica served the call
     ) -> None:
         self.store = store
+        self.replica = replica
         self.metrics = metrics
         self.redactor = redactor
         self.perception = perception
@@ -119,8 +119,7 @@ class CallCapture:
         self._outage = False
         self._ready = False
         self._schema_lock = threading.Lock()
-        self.written = 0
-        self.dropped = 0
+        self.written = self.dropped = 0
 
     # --- the request path (event loop) ---
 
@@ -276,6 +275,7 @@ class CallCapture:
         )
         return {
             "request_id": snapshot.request_id,
+            "replica": self.replica,
             "conversation_id": snapshot.conversation_id,
             "started_at": snapshot.started_at,
             "template": snapshot.template,

@@ -27,7 +27,9 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,6 +43,7 @@ calls = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("request_id", String(64), nullable=False, index=True),
+    Column("replica", String(128), nullable=True),  # which replica served it (schema v2)
     Column("conversation_id", String(256), nullable=True, index=True),
     Column("started_at", Float, nullable=False, index=True),  # unix seconds
     Column("template", String(128), nullable=False),
@@ -66,11 +69,21 @@ calls = Table(
 
 SUMMARY_COLUMNS = [c for c in calls.c if c.name not in ("headers", "request", "parsed", "prompt")]
 
+
+def add_replica_column(connection: Connection) -> None:
+    """v2: `replica`, which replica served the call (issue 26). v1 creates the table from the
+    current definition, so a new database has it already; a v1 database gains it here."""
+    if "replica" not in {column["name"] for column in inspect(connection).get_columns(calls.name)}:
+        connection.execute(text("ALTER TABLE captured_calls ADD COLUMN replica VARCHAR(128)"))
+
+
 # Version n is reached by running MIGRATIONS[n - 1]; append, never edit a shipped one.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     lambda connection: calls.create(connection, checkfirst=True),
+    add_replica_column,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+MIGRATION_LOCK = 0x7065_7263_6C6C6D  # a constant key for PostgreSQL's advisory lock ("percllm")
 
 
 class CaptureStoreError(Exception):
@@ -106,6 +119,11 @@ class CaptureStore:
         """Create or upgrade the schema; the version it is at."""
         try:
             with self.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    # Replicas start together against one database: one creates or upgrades
+                    # the schema while the others wait, then find it done (without the lock
+                    # two CREATE TABLEs race and the loser's first calls are dropped).
+                    connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
                 schema.create(connection, checkfirst=True)
                 current = connection.execute(select(func.max(schema.c.version))).scalar() or 0
                 if current > SCHEMA_VERSION:
@@ -150,6 +168,8 @@ class CaptureStore:
                 func.min(calls.c.started_at).label("first_at"),
                 last.label("last_at"),
                 func.sum(calls.c.issues).label("issues"),
+                # More than one: the conversation's requests did not all reach one replica.
+                func.count(calls.c.replica.distinct()).label("replicas"),
             )
             .group_by(calls.c.conversation_id)
             .order_by(last.desc())

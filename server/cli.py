@@ -41,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, help="port (default: PERCEPTION_LLM_PORT or 8000)")
     serve.add_argument(
-        "--workers", type=int, default=1, help="worker processes (each with its own event loop)"
+        "--workers",
+        type=int,
+        default=1,
+        help="1 only: for more cores run replicas behind deploy/nginx (README: Deploying)",
     )
     serve.add_argument(
         "--capture",

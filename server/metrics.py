@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from server.outcome import Outcome
 
@@ -15,8 +15,16 @@ TOKEN_BUCKETS = (100, 250, 500, 1000, 2000, 3000, 5000, 8000, 16000, 32000)
 
 
 class Metrics:
-    def __init__(self, active_streams: Callable[[], float]) -> None:
+    def __init__(self, active_streams: Callable[[], float], replica: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # An info metric, not a label on every series: each scrape target is one replica, and
+        # the scraper's own target labels (pod, instance) stay the join key (Prometheus'
+        # guidance for build and identity facts).
+        Info(
+            "perception_llm_replica",
+            "This replica's name (PERCEPTION_LLM_REPLICA, default hostname:port).",
+            registry=self.registry,
+        ).info({"replica": replica})
         self.requests = Counter(
             "perception_llm_requests_total",
             "HTTP requests by route and status code.",

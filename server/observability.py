@@ -78,9 +78,14 @@ class RequestContextMiddleware:
 
 
 class ContextFilter(logging.Filter):
-    """Adds `request_id` and `conversation_id` to every record."""
+    """Adds `replica`, `request_id` and `conversation_id` to every record."""
+
+    def __init__(self, replica: str = "-") -> None:
+        super().__init__()
+        self.replica = replica
 
     def filter(self, record: logging.LogRecord) -> bool:
+        record.replica = self.replica
         record.request_id = REQUEST_ID.get()
         record.conversation_id = CONVERSATION_ID.get()
         return True
@@ -96,6 +101,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "replica": getattr(record, "replica", "-"),
             "request_id": getattr(record, "request_id", "-"),
             "conversation_id": getattr(record, "conversation_id", "-"),
         }
@@ -107,11 +113,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(replica)s [%(request_id)s] %(message)s"
 
 
-def log_config(level: str, log_format: str) -> dict[str, Any]:
-    """A `logging.config.dictConfig` for uvicorn and our loggers, text or JSON."""
+def log_config(level: str, log_format: str, replica: str = "-") -> dict[str, Any]:
+    """A `logging.config.dictConfig` for uvicorn and our loggers, text or JSON; every line
+    names the replica, so logs gathered from several read apart."""
     formatter: dict[str, Any] = (
         {"()": "server.observability.JsonFormatter"}
         if log_format == "json"
@@ -120,7 +127,7 @@ def log_config(level: str, log_format: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": "server.observability.ContextFilter"}},
+        "filters": {"context": {"()": "server.observability.ContextFilter", "replica": replica}},
         "formatters": {"default": formatter},
         "handlers": {
             "default": {

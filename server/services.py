@@ -35,6 +35,7 @@ class Services:
     # wait longer for its turn (8 gave /healthz a p99 of 460 ms under 4 MB bodies, 1: 34 ms).
     prepare_limiter: anyio.CapacityLimiter
     started_at: int
+    replica: str  # this process's name in logs, metrics and captured calls
     shared: SharedGenerations = field(default_factory=SharedGenerations)
     capture: CallCapture | None = None  # recording calls (PERCEPTION_LLM_CAPTURE), when on
     loop: asyncio.AbstractEventLoop | None = None  # set while serving (diagnostics, tests)

@@ -17,11 +17,12 @@ from pydantic_settings import SettingsConfigDict
 
 from server.capture_settings import CaptureSettings
 from server.emotion_values import DEFAULT_EMOTION_MAP, DEFAULT_EMOTION_VALUES
+from server.replica_settings import ReplicaSettings
 
 ENV_PREFIX = "PERCEPTION_LLM_"
 
 
-class Settings(CaptureSettings):
+class Settings(CaptureSettings, ReplicaSettings):
     """Everything an operator can configure, with safe defaults."""
 
     model_config = SettingsConfigDict(

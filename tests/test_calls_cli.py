@@ -34,7 +34,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('calls')}/calls.db"
-    with live_server(make_settings(capture=url)) as server:
+    with live_server(make_settings(capture=url, replica="replica-c")) as server:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0)
         for end in (6, len(MESSAGES)):  # the call grows: its latest request has every turn
             list(
@@ -53,12 +53,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_list_and_show(store: str) -> None:
     conversations = cli("calls", "list", "--db", store)
     assert conversations.returncode == 0 and "conv-cli" in conversations.stdout
-    assert "2 calls" in conversations.stdout
+    assert "2 calls" in conversations.stdout and "1 replica" in conversations.stdout
     timeline = cli("calls", "list", "conv-cli", "--db", store)
     assert timeline.stdout.count("completed") == 2
+    assert timeline.stdout.count("replica-c") == 2  # which replica served each call
     assert "What does the white arc mean?" in timeline.stdout
     shown = json.loads(cli("calls", "show", "2", "--db", store).stdout)
     assert shown["request"]["messages"] == MESSAGES and shown["outcome"] == "completed"
+    assert shown["replica"] == "replica-c"
 
 
 def test_export_as_scenario_replays_the_call(store: str, tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ def written(server: LiveServer, count: int) -> list[dict[str, Any]]:
 
 
 def test_a_call_is_recorded_whole(store_url: str) -> None:
-    with live_server(make_settings(capture=store_url)) as server:
+    with live_server(make_settings(capture=store_url, replica="replica-a")) as server:
         reply = ask(server.url, MESSAGES, "conv-a")
         (row,) = written(server, 1)
     assert row["conversation_id"] == "conv-a" and row["outcome"] == "completed"
@@ -109,6 +109,7 @@ def test_a_call_is_recorded_whole(store_url: str) -> None:
     assert row["headers"]["conversation-id"] == "conv-a" and "authorization" not in row["headers"]
     assert row["user_text"] == "What does the white arc mean?"
     assert json.loads(row["perceived"])["emotions"] == "Confused, frowning."
+    assert row["replica"] == "replica-a"  # which replica served it (issue 26)
 
 
 def test_unknown_tags_issues_tool_calls_and_failures_are_recorded(tmp_path: Path) -> None:
@@ -259,6 +260,68 @@ def test_retention_by_age_and_count(store_url: str) -> None:
     assert store.prune(max_age_seconds=7 * 86400, max_calls=2) == 3
     assert len(store.calls_of("c")) == 2
     store.dispose()
+
+
+def test_a_version_1_store_gains_the_replica_column_and_keeps_its_calls(store_url: str) -> None:
+    """Schema v2 (issue 26): a store written by the previous release is upgraded in place."""
+    from sqlalchemy import MetaData, Table, insert
+
+    from server.capture_store import calls, schema
+
+    old = MetaData()
+    v1_calls = Table(calls.name, old, *[c._copy() for c in calls.c if c.name != "replica"])
+    v1_schema = Table(schema.name, old, *[c._copy() for c in schema.c])
+    engine = create_engine(engine_url(store_url))
+    row = {c.name: 0 for c in v1_calls.c if c.name != "id"}
+    row.update(request_id="r1", conversation_id="c1", template="t", model="m", mode="raven")
+    row.update(outcome="completed", unknown_tags="", user_text="hi", perceived="{}")
+    row.update(headers="{}", request="{}", parsed="{}", prompt="{}", reply="{}", error=None)
+    with engine.begin() as connection:
+        old.create_all(connection)
+        connection.execute(insert(v1_schema).values(version=1))
+        connection.execute(insert(v1_calls).values(**row))
+    engine.dispose()
+    store = CaptureStore(store_url)
+    assert store.upgrade() == 2
+    (kept,) = store.calls_of("c1")
+    assert kept["request_id"] == "r1" and kept["replica"] is None
+    store.write([{**row, "conversation_id": "c1", "request_id": "r2", "replica": "pod-1"}])
+    assert [c["replica"] for c in store.calls_of("c1")] == [None, "pod-1"]
+    assert store.conversations()[0]["replicas"] == 1  # calls from before replicas had names
+    assert store.upgrade() == 2  # and again: nothing to do
+    store.dispose()
+
+
+def test_replicas_starting_together_create_the_schema_once() -> None:
+    """Regression (issue 26): replicas starting at once against a fresh PostgreSQL raced to
+    create the tables (`duplicate key value violates unique constraint`), and the losers dropped
+    their first calls. An advisory lock lets one migrate while the others wait."""
+    import threading
+
+    url = postgres_url()
+    engine = create_engine(engine_url(url))
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS captured_calls, capture_schema"))
+    engine.dispose()
+    stores = [CaptureStore(url) for _ in range(4)]
+    together = threading.Barrier(len(stores))
+    outcomes: list[object] = []
+
+    def upgrade(store: CaptureStore) -> None:
+        together.wait()
+        try:
+            outcomes.append(store.upgrade())
+        except Exception as error:
+            outcomes.append(error)
+
+    threads = [threading.Thread(target=upgrade, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for store in stores:
+        store.dispose()
+    assert outcomes == [2, 2, 2, 2]
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

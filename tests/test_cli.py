@@ -184,6 +184,7 @@ def test_serve_says_what_it_does_and_warns_about_misspelt_settings() -> None:
         summary = next(line for line in lines if line.startswith("perception-llm: serving "))
         assert "offline echo responder" in summary and "API key not required" in summary
         assert "default template default" in summary and "/playground" in summary
+        assert f"as replica {socket.gethostname()}:pid" in summary  # port 0: named by its pid
     finally:
         process.terminate()
         process.wait(timeout=20)

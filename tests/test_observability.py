@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -142,6 +143,7 @@ def test_json_logs_carry_ids_and_never_secrets() -> None:
         **os.environ,
         "PERCEPTION_LLM_LOG_FORMAT": "json",
         "PERCEPTION_LLM_API_KEY": "top-secret-key",
+        "PERCEPTION_LLM_REPLICA": "replica-b",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve", "--port", "0"],
@@ -178,3 +180,29 @@ def test_json_logs_carry_ids_and_never_secrets() -> None:
     )
     assert all({"ts", "level", "logger", "message"} <= set(r) for r in records)
     assert "top-secret-key" not in "".join(lines) + rest
+    # Every line the server logs names the replica (logs of several replicas read apart).
+    assert {r["replica"] for r in records if r["logger"] != "perception_llm.serve"} == {"replica-b"}
+
+
+def test_replica_is_named_in_metrics_and_defaults_to_host_and_port() -> None:
+    with running_server(make_settings(replica="pod-7")) as base:
+        text = httpx.get(base + "/metrics").text
+    assert 'perception_llm_replica_info{replica="pod-7"} 1.0' in text
+    assert make_settings().replica_name(8123) == f"{socket.gethostname()}:8123"
+    assert make_settings(replica="pod-7").replica_name(8123) == "pod-7"
+
+
+def test_a_default_replica_name_is_always_a_valid_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve` passes the default name to the app through the environment, where the setting's
+    check reads it: a host name with odd characters must not stop start-up."""
+    monkeypatch.setattr(socket, "gethostname", lambda: "box_1 (lab)")
+    name = make_settings().replica_name(8000)
+    assert name == "box_1--lab-:8000" and make_settings(replica=name).replica == name
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x\nforged line", "é", "a" * 129])
+def test_a_replica_name_that_is_not_a_name_is_refused(name: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="replica"):
+        make_settings(replica=name)

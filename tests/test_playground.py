@@ -259,7 +259,9 @@ def test_calls_view_updates_live_and_folds_abandoned_requests(
 ) -> None:
     import openai
 
-    settings = make_settings(capture=f"sqlite:///{tmp_path}/calls.db", echo_word_delay_ms=20)
+    settings = make_settings(
+        capture=f"sqlite:///{tmp_path}/calls.db", echo_word_delay_ms=20, replica="replica-x"
+    )
     with running_server(settings) as base:
         page, errors = open_page(browser, base)
         expect(page.get_by_test_id("conversations")).to_contain_text("conversation")
@@ -289,8 +291,10 @@ def test_calls_view_updates_live_and_folds_abandoned_requests(
         expect(timeline.locator("tr.folded")).to_contain_text("1 abandoned before it")
         expect(timeline).to_contain_text("unknown tags: user_gaze")
         expect(timeline).to_contain_text("user_gaze: At the camera.")  # the perceived column
+        expect(timeline).to_contain_text("replica-x")  # which replica served each call
         timeline.locator("tr[data-id]").first.click()
         detail = page.get_by_test_id("call-detail")
+        expect(detail).to_contain_text("served by replica-x")
         expect(detail).to_contain_text("Messages the model got")
         expect(detail).to_contain_text("At the camera.")
         assert errors == []

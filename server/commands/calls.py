@@ -52,7 +52,8 @@ def list_calls(store: CaptureStore, args: argparse.Namespace) -> int:
         for row in store.conversations(args.limit):
             print(
                 f"{when(row['last_at'])}  {row['conversation_id'] or '-':40}  "
-                f"{row['calls']:4d} calls  {row['issues'] or 0} issues"
+                f"{row['calls']:4d} calls  {row['issues'] or 0} issues  "
+                f"{row['replicas']} replica{'' if row['replicas'] == 1 else 's'}"
             )
         return 0
     for row in store.calls_of(args.target, args.limit):
@@ -67,7 +68,8 @@ def list_calls(store: CaptureStore, args: argparse.Namespace) -> int:
             if flag
         )
         print(
-            f"#{row['id']:<6} {when(row['started_at'])}  {row['outcome']:10} ttft {ttft:>7}  "
+            f"#{row['id']:<6} {when(row['started_at'])}  {row['replica'] or '-':16} "
+            f"{row['outcome']:10} ttft {ttft:>7}  "
             f"{row['template']:12} {row['prompt_tokens']:5d} tok  {row['user_text'][:60]!r} {flags}"
         )
     return 0

@@ -37,14 +37,16 @@ def serve(args: argparse.Namespace) -> int:
             f"refusing to serve {host} without an API key: set PERCEPTION_LLM_API_KEY, "
             "or pass --insecure to serve it unauthenticated"
         )
-    if args.workers < 1:
-        raise UsageError("--workers must be at least 1")
+    check_workers(args.workers)
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be 0-65535, got {port}")
+    # The app is built by uvicorn from the environment: hand it the name this process serves as.
+    replica = settings.replica_name(port)
+    os.environ["PERCEPTION_LLM_REPLICA"] = replica
     check_port_free(host, port)
     for warning in unknown_variables(os.environ):
         say(settings, "warning", warning)
-    say(settings, "info", startup_summary(settings, host, port))
+    say(settings, "info", startup_summary(settings, host, port, replica))
     raise_file_limit(settings.max_connections)
     restore = exit_cleanly_on_signals()
     try:
@@ -53,9 +55,8 @@ def serve(args: argparse.Namespace) -> int:
             factory=True,
             host=host,
             port=port,
-            workers=args.workers,
             log_level=settings.log_level.lower(),
-            log_config=log_config(settings.log_level, settings.log_format),
+            log_config=log_config(settings.log_level, settings.log_format, replica),
             access_log=settings.access_log,
             http="server.protocol:GuardedHttpProtocol",
             # The stdlib loop, not uvloop: under 300 concurrent streams uvloop left new
@@ -69,6 +70,21 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         restore()
     return 0
+
+
+def check_workers(workers: int) -> None:
+    """One process per replica (issue 26): with several workers the kernel hands each connection
+    to any of them, so a conversation's overlapping requests land in different processes and
+    "newest wins" and request sharing stop working (measured: benchmarks/newest_wins.py).
+    Replicas behind the shipped nginx configuration use the cores and keep both."""
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if workers > 1:
+        raise UsageError(
+            f"--workers {workers} would split a conversation's requests between processes "
+            "(newest wins and request sharing need one): run one replica per core behind "
+            "deploy/nginx/perception-llm.conf instead (README: Deploying)"
+        )
 
 
 def check_capture_url(url: str) -> None:
@@ -132,7 +148,7 @@ def unknown_variables(environ: dict[str, str] | os._Environ[str]) -> list[str]:
     return warnings
 
 
-def startup_summary(settings: Settings, host: str, port: int) -> str:
+def startup_summary(settings: Settings, host: str, port: int, replica: str) -> str:
     """Who answers, whether a key is needed, the default template, the playground: one line,
     never a secret."""
     shown_port = port or "(a free port)"
@@ -155,7 +171,7 @@ def startup_summary(settings: Settings, host: str, port: int) -> str:
             f"(perception: {settings.capture_perception})"
         )
     return (
-        f"serving {base}/v1 with {responder}; API key {key}; "
+        f"serving {base}/v1 as replica {replica} with {responder}; API key {key}; "
         f"default template {settings.prompt}{playground}{capture}"
     )
 

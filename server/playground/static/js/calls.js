@@ -50,7 +50,7 @@ async function showCall(id) {
     return item;
   }));
   detail.replaceChildren(
-    cell("h3", `Call #${full.id} · ${full.template} · ${full.prompt.prompt_tokens} prompt tokens`),
+    cell("h3", `Call #${full.id} · ${full.template} · ${full.prompt.prompt_tokens} prompt tokens · served by ${full.replica ?? "–"}`),
     cell("p", flags(full), "flag"),
     cell("h3", "Perceived"), perceived,
     cell("h3", "Messages the model got"), messages,
@@ -74,14 +74,14 @@ async function showConversation(id) {
     tr.classList.toggle("selected", tr.dataset.id === id);
   }
   const calls = (await call(`/v1/calls?conversation=${encodeURIComponent(id)}`)).data;
-  const rows = [row(["#", "time", "outcome", "first token", "template", "tokens", "user said", "perceived (changes marked)", "flags"].map((h) => cell("th", h)))];
+  const rows = [row(["#", "time", "replica", "outcome", "first token", "template", "tokens", "user said", "perceived (changes marked)", "flags"].map((h) => cell("th", h)))];
   let folded = [];
   let before = {};
   for (const item of calls) {
     if (ABANDONED.has(item.outcome)) { folded.push(item); continue; }
     const ttft = item.ttft_ms === null ? "–" : `${item.ttft_ms.toFixed(0)} ms`;
     rows.push(row([
-      cell("td", `#${item.id}`), cell("td", time(item.started_at)), cell("td", item.outcome),
+      cell("td", `#${item.id}`), cell("td", time(item.started_at)), cell("td", item.replica ?? "–"), cell("td", item.outcome),
       cell("td", ttft), cell("td", item.template), cell("td", item.prompt_tokens),
       cell("td", item.user_text), perceivedCell(item, before), cell("td", flags(item), "flag"),
     ], item.id));
@@ -89,13 +89,13 @@ async function showConversation(id) {
     if (folded.length) {
       const note = row([cell("td", ""), cell("td", `↳ ${folded.length} abandoned before it (${folded.map((f) => `#${f.id} ${f.outcome}`).join(", ")})`)]);
       note.className = "folded";
-      note.lastChild.colSpan = 8;
+      note.lastChild.colSpan = 9;
       rows.push(note);
       folded = [];
     }
   }
   for (const item of folded) {  // abandoned with nothing after them yet
-    rows.push(row([cell("td", `#${item.id}`), cell("td", time(item.started_at)), cell("td", item.outcome), cell("td", "–"), cell("td", item.template), cell("td", item.prompt_tokens), cell("td", item.user_text), perceivedCell(item, {}), cell("td", flags(item), "flag")], item.id));
+    rows.push(row([cell("td", `#${item.id}`), cell("td", time(item.started_at)), cell("td", item.replica ?? "–"), cell("td", item.outcome), cell("td", "–"), cell("td", item.template), cell("td", item.prompt_tokens), cell("td", item.user_text), perceivedCell(item, {}), cell("td", flags(item), "flag")], item.id));
   }
   document.getElementById("call-timeline").replaceChildren(...rows);
 }
@@ -109,9 +109,11 @@ async function refresh() {
   }
   const conversations = listing.data;
   const table = document.getElementById("conversations");
-  table.replaceChildren(row(["conversation", "calls", "last"].map((h) => cell("th", h))),
+  // A conversation served by more than one replica lost its sticky routing somewhere: flagged.
+  table.replaceChildren(row(["conversation", "calls", "replicas", "last"].map((h) => cell("th", h))),
     ...conversations.map((c) => row([
-      cell("td", c.conversation_id ?? "–", c.issues ? "flag" : ""), cell("td", c.calls), cell("td", time(c.last_at)),
+      cell("td", c.conversation_id ?? "–", c.issues ? "flag" : ""), cell("td", c.calls),
+      cell("td", c.replicas, c.replicas > 1 ? "flag" : ""), cell("td", time(c.last_at)),
     ], c.conversation_id ?? "")));
   if (selected !== null) await showConversation(selected);
   return true;
