@@ -53,6 +53,38 @@ async def prompt_tokens(
     return value if isinstance(value, int) else None
 
 
+async def offered_templates(options: SimulateOptions) -> list[str] | None:
+    """The template names the endpoint offers (`GET /v1/prompts`), or None when it has no such
+    route (any other OpenAI-compatible endpoint: the `prompt` field is then its own business)."""
+    headers = {"Authorization": f"Bearer {options.api_key}"} if options.api_key else {}
+    timeout = aiohttp.ClientTimeout(total=10)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout, headers=headers) as session,
+            session.get(options.url.rstrip("/") + "/prompts") as response,
+        ):
+            if response.status != 200:
+                return None
+            data = await response.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None  # unreachable endpoints are reported by the first real request
+    listed = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(listed, list):
+        return None
+    return [item["name"] for item in listed if isinstance(item, dict) and "name" in item]
+
+
+async def check_templates(templates: list[str], options: SimulateOptions) -> None:
+    """Refuse a template the endpoint does not have before the first turn (not one 400 per
+    turn and a report of zero tokens)."""
+    offered = await offered_templates(options)
+    for name in templates:
+        if offered is not None and name not in offered:
+            raise EndpointError(
+                f"unknown prompt template {name!r}; {options.url} offers: {', '.join(offered)}"
+            )
+
+
 async def play(
     scenario: Scenario, template: str, options: SimulateOptions, progress: TextIO
 ) -> list[Cell]:
@@ -99,7 +131,9 @@ async def compare(
             options.model = await listed_model(client)
         finally:
             await client.close()
-        progress.write(f"model: {options.model or 'echo'} (the endpoint's; --model to choose)\n")
+        source = "the endpoint's" if options.model else "the endpoint lists none"
+        progress.write(f"model: {options.model or 'echo'} ({source}; --model to choose)\n")
+    await check_templates(templates, options)
     comparisons = []
     for scenario in scenarios:
         comparison = ScenarioComparison(scenario, templates)
@@ -159,4 +193,15 @@ def format_markdown(comparisons: list[ScenarioComparison], url: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["EndpointError", "compare", "format_markdown", "format_terminal"]
+def failed_cells(comparisons: list[ScenarioComparison]) -> int:
+    """How many turns ended in an error (a comparison with failures is not a success)."""
+    return sum(
+        1
+        for comparison in comparisons
+        for cells in comparison.cells.values()
+        for cell in cells
+        if cell.error
+    )
+
+
+__all__ = ["EndpointError", "compare", "failed_cells", "format_markdown", "format_terminal"]

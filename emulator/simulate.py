@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import httpx
+import aiohttp
 import openai
 
 from emulator.conformance import CHECKS, conformance, emotion_problems
@@ -225,13 +225,21 @@ class Simulation:
             )
 
     async def run(self) -> dict[str, Any]:
+        try:
+            return await self._run()
+        finally:
+            await self.client.close()
+
+    async def _run(self) -> dict[str, Any]:
         history = self.scenario.opening_messages()
         started = time.perf_counter()
         turns = []
         self.progress(f"scenario {self.scenario.name} against {self.options.url}\n")
         if self.model is None:
-            self.model = await listed_model(self.client) or "echo"
-            self.progress(f"model: {self.model} (the endpoint's first listed; --model to choose)\n")
+            listed = await listed_model(self.client)
+            self.model = listed or "echo"
+            source = "the endpoint's first listed" if listed else "the endpoint lists none"
+            self.progress(f"model: {self.model} ({source}; --model to choose)\n")
         saved_before = await self.calls_saved()
         if self.scenario.opens_before_user:
             self.progress("\nbefore the user speaks (system text and greeting only)\n")
@@ -249,22 +257,25 @@ class Simulation:
         saved_after = await self.calls_saved()
         if saved_before is not None and saved_after is not None:
             self.saved_calls = saved_after - saved_before
-        await self.client.close()
         return self.report(turns, time.perf_counter() - started)
 
     async def calls_saved(self) -> float | None:
         """perception-llm's count of upstream calls saved by sharing identical requests (from
         its /metrics next to the API's base URL); None for other endpoints."""
         base = self.options.url.rstrip("/").removesuffix("/v1")
+        headers = (
+            {"Authorization": f"Bearer {self.options.api_key}"} if self.options.api_key else {}
+        )
+        timeout = aiohttp.ClientTimeout(total=5)
         try:
-            headers = (
-                {"Authorization": f"Bearer {self.options.api_key}"} if self.options.api_key else {}
-            )
-            async with httpx.AsyncClient(timeout=5, headers=headers) as client:
-                response = await client.get(base + "/metrics")
-        except httpx.HTTPError:  # any endpoint: no metrics is a normal answer
-            return None
-        for line in response.text.splitlines() if response.status_code == 200 else ():
+            async with (
+                aiohttp.ClientSession(timeout=timeout, headers=headers) as session,
+                session.get(base + "/metrics") as response,
+            ):
+                status, text = response.status, await response.text()
+        except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
+            return None  # any endpoint: no metrics is a normal answer
+        for line in text.splitlines() if status == 200 else ():
             if line.startswith("perception_llm_upstream_calls_saved_total "):
                 return float(line.split()[1])
         return None

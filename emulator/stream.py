@@ -221,6 +221,12 @@ async def listed_model(client: openai.AsyncOpenAI) -> str | None:
     try:
         page = await client.models.list()
         names = [model.id for model in page.data if isinstance(model.id, str)]
+    except openai.AuthenticationError as error:  # not "no models": nothing else will work either
+        raise EndpointError(
+            f"the endpoint refused the API key (HTTP {error.status_code})"
+        ) from None
+    except openai.APIConnectionError as error:
+        raise EndpointError(f"cannot reach {client.base_url}: {error.__cause__ or error}") from None
     except (openai.APIError, ValueError, TypeError, AttributeError):
         return None  # an endpoint without a usable /models
     return next((name for name in names if name != "echo"), names[0] if names else None)
