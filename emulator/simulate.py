@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import aiohttp
 import openai
 
 from emulator.conformance import CHECKS, conformance, emotion_problems
+from emulator.endpoint_metrics import upstream_calls_saved
 from emulator.stream import StreamResult, listed_model, run_stream
 from scenarios import Scenario
 
@@ -260,25 +260,7 @@ class Simulation:
         return self.report(turns, time.perf_counter() - started)
 
     async def calls_saved(self) -> float | None:
-        """perception-llm's count of upstream calls saved by sharing identical requests (from
-        its /metrics next to the API's base URL); None for other endpoints."""
-        base = self.options.url.rstrip("/").removesuffix("/v1")
-        headers = (
-            {"Authorization": f"Bearer {self.options.api_key}"} if self.options.api_key else {}
-        )
-        timeout = aiohttp.ClientTimeout(total=5)
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout, headers=headers) as session,
-                session.get(base + "/metrics") as response,
-            ):
-                status, text = response.status, await response.text()
-        except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
-            return None  # any endpoint: no metrics is a normal answer
-        for line in text.splitlines() if status == 200 else ():
-            if line.startswith("perception_llm_upstream_calls_saved_total "):
-                return float(line.split()[1])
-        return None
+        return await upstream_calls_saved(self.options.url, self.options.api_key)
 
     async def probe_config_check(self) -> None:
         """Tavus validates a persona's LLM settings with this conversation id; the endpoint must
