@@ -27,6 +27,14 @@ class Cell:
     prompt_tokens: int | None
     ttft_ms: float | None
     error: str | None = None
+    fallback: str | None = None  # the endpoint spoke its fallback line instead: why
+
+    @property
+    def shown(self) -> str:
+        """The reply as the report shows it: an error, or a fallback marked as such."""
+        if self.error:
+            return self.error
+        return f"[fallback: {self.fallback}] {self.reply}" if self.fallback else self.reply
 
 
 @dataclass
@@ -106,10 +114,14 @@ async def play(
             result = await run_stream(client, body)
             tokens = await prompt_tokens(session, options.url, options.api_key, body)
             ttft = None if result.ttft is None else result.ttft * 1000
-            cells.append(Cell(result.text, tokens, ttft, result.error))
+            cells.append(Cell(result.text, tokens, ttft, result.error, result.fallback))
             progress.write(
                 f"  {scenario.name} · {template} · turn {index + 1}/{len(scenario.turns)} "
-                f"answered by {result.model or '?'}\n"
+                + (
+                    f"fallback: {result.fallback}\n"
+                    if result.fallback
+                    else f"answered by {result.model or '?'}\n"
+                )
             )
             progress.flush()
             history = [*messages, result.assistant_message()]
@@ -158,7 +170,7 @@ def format_terminal(comparisons: list[ScenarioComparison]) -> str:
                 stats = (
                     f"{_number(cell.prompt_tokens, ' tok')}, ttft {_number(cell.ttft_ms, ' ms')}"
                 )
-                lines.append(f"  {template:<12} ({stats}): {cell.error or cell.reply}")
+                lines.append(f"  {template:<12} ({stats}): {cell.shown}")
         totals = {
             t: sum(c.prompt_tokens or 0 for c in comparison.cells[t]) for t in comparison.templates
         }
@@ -186,7 +198,7 @@ def format_markdown(comparisons: list[ScenarioComparison], url: str) -> str:
                 stats = (
                     f"{_number(cell.prompt_tokens, ' tok')}, ttft {_number(cell.ttft_ms, ' ms')}"
                 )
-                cells.append(f"{_cell_text(cell.error or cell.reply)}<br>*{stats}*")
+                cells.append(f"{_cell_text(cell.shown)}<br>*{stats}*")
             lines.append(f"| {index + 1} | {_cell_text(turn.user)} | " + " | ".join(cells) + " |")
         totals = [str(sum(c.prompt_tokens or 0 for c in comparison.cells[t])) for t in templates]
         lines.append("| | **prompt tokens, total** | " + " | ".join(totals) + " |\n")
@@ -194,13 +206,14 @@ def format_markdown(comparisons: list[ScenarioComparison], url: str) -> str:
 
 
 def failed_cells(comparisons: list[ScenarioComparison]) -> int:
-    """How many turns ended in an error (a comparison with failures is not a success)."""
+    """How many turns ended in an error or the endpoint's fallback line (either way no model
+    answered: a comparison with such turns is not a success)."""
     return sum(
         1
         for comparison in comparisons
         for cells in comparison.cells.values()
         for cell in cells
-        if cell.error
+        if cell.error or cell.fallback
     )
 
 

@@ -47,6 +47,7 @@ class TurnReport:
     total_ms: float
     tool_calls: list[dict[str, Any]]
     partials_abandoned: int = 0
+    fallback: str | None = None  # the endpoint spoke its fallback line: why (no model reply)
 
 
 def make_client(options: SimulateOptions, conversation_id: str) -> openai.AsyncOpenAI:
@@ -177,6 +178,9 @@ class Simulation:
             + (f", {abandoned} speculative requests abandoned" if abandoned else "")
             + "\n"
         )
+        fallback = first.fallback or result.fallback
+        if fallback:
+            self.progress(f"  fallback: {fallback} (the line above is not the model's reply)\n")
         if result.error:
             self.progress(f"  error: {result.error}\n")
         report = TurnReport(
@@ -187,6 +191,7 @@ class Simulation:
             total,
             [first.tool_calls[i] for i in sorted(first.tool_calls)],
             abandoned,
+            fallback,
         )
         return report, [*messages, result.assistant_message()]
 
@@ -296,6 +301,7 @@ class Simulation:
             "requests": len(self.results),
             "seconds": round(elapsed, 3),
             "upstream_calls_saved": self.saved_calls,
+            "fallbacks": sorted({r.fallback for r in self.replies if r.fallback}),
             "turns": [turn.__dict__ for turn in turns],
             **conformance(found, exercised),
         }

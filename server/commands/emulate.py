@@ -82,6 +82,6 @@ def run_compare(args: argparse.Namespace) -> int:
         print(f"\nreport written to {args.out}")
     failed = failed_cells(comparisons)
     if failed:
-        print(f"perception-llm: {failed} turns failed (see above)", file=sys.stderr)
+        print(f"perception-llm: {failed} turns failed or fell back (see above)", file=sys.stderr)
         return 1
     return 0
