@@ -181,7 +181,7 @@ def main() -> None:
     parser.add_argument("--bodies", type=int, default=3, help="how many of the bodies to run")
     parser.add_argument("--peer", help="another relay's chat-completions URL to add to the run")
     parser.add_argument("--warmup", type=int, default=30, help="warm-up requests per body/target")
-    args = quick.parse_args(parser, rounds=10, bursts=1, bodies=1, warmup=3)
+    args = quick.parse_args(parser, rounds=5, bursts=1, bodies=1, warmup=1)
     upstream, upstream_url = start(
         [sys.executable, "-m", "tests.fake_upstream", "20", "0.005", "0.02"],
         r"fake upstream on (\S+)",
