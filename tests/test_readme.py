@@ -28,7 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -60,7 +60,6 @@ class Checkout:
     port: int
     env: dict[str, str]
     server: subprocess.Popen[bytes] | None = None
-    log: list[str] = field(default_factory=list)
 
     def command(self, text: str) -> str:
         return text.replace(README_PORT, f"127.0.0.1:{self.port}")
@@ -75,14 +74,6 @@ def newcomer_env() -> dict[str, str]:
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def healthy(port: int, process: subprocess.Popen[bytes], deadline: float = 120) -> None:
@@ -115,28 +106,46 @@ def copy_repository(target: Path) -> None:
             shutil.copy2(source, target / name)
 
 
-def start_serve(checkout: Checkout, command: str, port: int) -> subprocess.Popen[bytes]:
-    """A `serve` command in the background on `port` (the README's `--port 8000` or the
-    default port becomes it), once it answers /healthz."""
-    command = re.sub(r"--port \d+", f"--port {port}", checkout.command(command))
+LISTENING = re.compile(rb"Uvicorn running on http://[^:\s]+:(\d+)")
+
+
+def listening_port(process: subprocess.Popen[bytes], log: Path, deadline: float) -> int:
+    """The port a server started with port 0 says it listens on (polled from its log)."""
+    until = time.monotonic() + deadline
+    while time.monotonic() < until:
+        found = LISTENING.search(log.read_bytes())
+        if found:
+            return int(found.group(1))
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited with status {process.returncode}")
+        time.sleep(0.05)
+    raise AssertionError(f"the server did not start listening in {deadline:g} s")
+
+
+def start_serve(checkout: Checkout, command: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A `serve` command in the background, once it answers /healthz; and its port. The
+    README's `--port 8000` (or the default port) becomes port 0: the kernel picks a free one, so
+    nothing can take it while the install runs."""
+    command = re.sub(r"--port \d+", "--port 0", checkout.command(command))
     # The server replaces the shell (`exec`), so SIGTERM and the exit status are its own.
     before, joint, last = command.rpartition("&& ")
     command = before + joint + re.sub(r"^((?:\w+=\S+\s+)*)", r"\1exec ", last)
-    log = checkout.folder.parent / f"serve-{port}.log"
+    log = checkout.folder.parent / f"serve-{time.monotonic_ns()}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
             ["bash", "-c", command],
             cwd=checkout.folder,
-            env={**checkout.env, "PERCEPTION_LLM_PORT": str(port)},
+            env={**checkout.env, "PERCEPTION_LLM_PORT": "0"},
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # SIGTERM reaches the server and its workers
         )
     try:
-        healthy(port, process, deadline=600 if "pip install" in command else 120)
+        port = listening_port(process, log, deadline=600 if "pip install" in command else 120)
+        healthy(port, process)
     except AssertionError as error:
         raise AssertionError(f"{command}: {error}\n{log.read_text()[-3000:]}") from None
-    return process
+    return process, port
 
 
 def stop(process: subprocess.Popen[bytes]) -> int:
@@ -153,8 +162,8 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Checkout]:
     folder = tmp_path_factory.mktemp("readme") / "perception-llm"
     folder.mkdir()
     copy_repository(folder)
-    checkout = Checkout(folder, free_port(), newcomer_env())
-    checkout.server = start_serve(checkout, install, checkout.port)
+    checkout = Checkout(folder, 0, newcomer_env())
+    checkout.server, checkout.port = start_serve(checkout, install)
     try:
         yield checkout
     finally:
@@ -164,7 +173,7 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Checkout]:
 def run_command(checkout: Checkout, command: str) -> str:
     """Run one command of a `sh` block; its stdout."""
     if "perception-llm serve" in command:
-        assert stop(start_serve(checkout, command, free_port())) == 0, command
+        assert stop(start_serve(checkout, command)[0]) == 0, command
         return ""
     result = subprocess.run(
         ["bash", "-o", "pipefail", "-c", checkout.command(command)],
