@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import quick
+
 from perception import parse_messages
 from prompts.render import render_prompt
 from prompts.templates import TemplateLibrary
@@ -73,7 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="0.25,0.5,1,2,4", help="body sizes in MB")
     parser.add_argument("--repeats", type=int, default=3, help="runs per case (the best is kept)")
-    args = parser.parse_args()
+    args = quick.parse_args(parser, sizes="0.25", repeats=1)
     template = TemplateLibrary().get("default")
     print(f"{'MB':>5}  {'worst ms':>9}  {'ms/MB':>7}  worst case")
     for size_mb in (float(s) for s in args.sizes.split(",")):

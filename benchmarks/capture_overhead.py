@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import httpx
+import quick
 from processes import start
 from relay_latency import SHORT, phase
 
@@ -53,7 +54,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=150)
     parser.add_argument("--bursts", type=int, default=10)
     parser.add_argument("--idle", type=float, default=0.05)
-    args = parser.parse_args()
+    args = quick.parse_args(parser, rounds=5, bursts=1)
     database = Path(tempfile.mkdtemp()) / "calls.db"
     upstream, upstream_url = start(
         [sys.executable, "-m", "tests.fake_upstream", "20", "0.005", "0.02"],

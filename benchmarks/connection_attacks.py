@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import quick
 from processes import start
 
 BODY = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -124,7 +125,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--slowloris", type=int, default=1000)
     parser.add_argument("--big", type=int, default=40)
-    args = parser.parse_args()
+    args = quick.parse_args(parser, seconds=2, slowloris=30, big=2)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this client needs the sockets too
     server, port = start(

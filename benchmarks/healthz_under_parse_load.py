@@ -20,6 +20,7 @@ import time
 from collections import Counter
 
 import aiohttp
+import quick
 from processes import start
 
 MESSAGE_CHARS = 200_000
@@ -79,7 +80,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--inflight", type=int, default=8)
     parser.add_argument("--megabytes", type=float, default=4)
-    args = parser.parse_args()
+    args = quick.parse_args(parser, seconds=1, inflight=2, megabytes=0.5)
     server, port = start(
         [sys.executable, "-m", "server.cli", "serve", "--port", "0"],
         r"Uvicorn running on http://127\.0\.0\.1:(\d+)",

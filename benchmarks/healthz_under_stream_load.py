@@ -21,6 +21,7 @@ import sys
 import time
 
 import aiohttp
+import quick
 from processes import ROOT, start
 
 
@@ -48,7 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=15)
-    args = parser.parse_args()
+    args = quick.parse_args(parser, streams=20, seconds=1)
     # The server gets core 0 to itself; the fake upstream, the load generator and this prober
     # share core 1 (on a real deployment the upstream and the clients are other machines).
     os.sched_setaffinity(0, {1})

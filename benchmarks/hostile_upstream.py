@@ -23,13 +23,21 @@ import time
 from typing import Any
 
 import httpx
+import quick
 from processes import ROOT
 
 sys.path.insert(0, str(ROOT))  # the fake upstream and the in-process server helpers
 
-from tests.conftest import make_settings
+from server.settings import Settings
 from tests.fake_upstream import FakeUpstream, Reply, chunk
 from tests.live import live_server
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings isolated from the environment (as the tests' own helper, without pytest)."""
+    defaults = {"max_loop_lag_seconds": 2.0, "upstream_check": False}
+    return Settings(_env_file=None, **{**defaults, **overrides})  # type: ignore[call-arg]
+
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
@@ -106,16 +114,18 @@ def deadline_case(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20)
-    args = parser.parse_args()
+    parser.add_argument("--deadline", type=float, default=2.0, help="deadlines of the floods (s)")
+    args = quick.parse_args(parser, clients=3, deadline=0.5)
     disconnects(args.clients)
-    first = {"first_token_timeout_seconds": 2.0, "idle_timeout_seconds": 2.0}
+    limit = args.deadline
+    first = {"first_token_timeout_seconds": limit, "idle_timeout_seconds": limit}
     token = [("data", chunk({"content": "a"}))]
-    deadline_case("comments before the first token", [("flood", b": keep-alive\n\n")], 2.0, first)
-    deadline_case("blank lines before the first token", [("flood", b"\n")], 2.0, first)
+    deadline_case("comments before the first token", [("flood", b": keep-alive\n\n")], limit, first)
+    deadline_case("blank lines before the first token", [("flood", b"\n")], limit, first)
     deadline_case(
-        "comments after the first token", [*token, ("flood", b": keep-alive\n\n")], 2.0, first
+        "comments after the first token", [*token, ("flood", b": keep-alive\n\n")], limit, first
     )
-    deadline_case("blank lines after the first token", [*token, ("flood", b"\n")], 2.0, first)
+    deadline_case("blank lines after the first token", [*token, ("flood", b"\n")], limit, first)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import quick
 from processes import ROOT, start
 
 sys.path.insert(0, str(ROOT))
@@ -78,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conversations", type=int, default=12)
     parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+    args = quick.parse_args(parser, conversations=3, runs=1)
     with FakeUpstream(record=False).serving() as fake:
         fake.script = [text_reply(*[f"w{i} " for i in range(40)], gap=0.05)]  # 2 s replies
         env = {

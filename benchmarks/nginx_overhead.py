@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import quick
 from processes import ROOT, start
 from relay_latency import SHORT, phase, ttft
 
@@ -72,7 +73,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=150, help="1-stream requests per target")
     parser.add_argument("--bursts", type=int, default=10, help="16-stream bursts per target")
     parser.add_argument("--idle", type=float, default=0.05, help="idle seconds before each")
-    args = parser.parse_args()
+    args = quick.parse_args(parser, rounds=10, bursts=1)
     upstream, upstream_url = start(
         [sys.executable, "-m", "tests.fake_upstream", "20", "0.005", "0.02"],
         r"fake upstream on (\S+)",

@@ -5,6 +5,7 @@ Run: .venv/bin/python benchmarks/parse_benchmark.py   (target: median under 1 ms
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import quick
 from conversations import raven_conversation
 
 from perception import parse_messages
@@ -34,4 +36,6 @@ def main(repeats: int = 2000) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2000, help="timed parses")
+    main(quick.parse_args(parser, repeats=200).repeats)

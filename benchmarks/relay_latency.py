@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import quick
 from conversations import raven_conversation
 from processes import ROOT, start
 
@@ -140,7 +141,7 @@ async def measure(targets: dict[str, str], pids: dict[str, int], args: argparse.
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         for url in targets.values():  # warm up: connections, caches, lazily imported paths
-            for _ in range(30):
+            for _ in range(args.warmup):
                 await ttft(client, url, SHORT)
                 await ttft(client, url, LONG)
         bodies = (
@@ -179,7 +180,8 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=0.05, help="idle seconds before each")
     parser.add_argument("--bodies", type=int, default=3, help="how many of the bodies to run")
     parser.add_argument("--peer", help="another relay's chat-completions URL to add to the run")
-    args = parser.parse_args()
+    parser.add_argument("--warmup", type=int, default=30, help="warm-up requests per body/target")
+    args = quick.parse_args(parser, rounds=5, bursts=1, bodies=1, warmup=1)
     upstream, upstream_url = start(
         [sys.executable, "-m", "tests.fake_upstream", "20", "0.005", "0.02"],
         r"fake upstream on (\S+)",

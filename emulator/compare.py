@@ -27,6 +27,14 @@ class Cell:
     prompt_tokens: int | None
     ttft_ms: float | None
     error: str | None = None
+    fallback: str | None = None  # the endpoint spoke its fallback line instead: why
+
+    @property
+    def shown(self) -> str:
+        """The reply as the report shows it: an error, or a fallback marked as such."""
+        if self.error:
+            return self.error
+        return f"[fallback: {self.fallback}] {self.reply}" if self.fallback else self.reply
 
 
 @dataclass
@@ -53,6 +61,38 @@ async def prompt_tokens(
     return value if isinstance(value, int) else None
 
 
+async def offered_templates(options: SimulateOptions) -> list[str] | None:
+    """The template names the endpoint offers (`GET /v1/prompts`), or None when it has no such
+    route (any other OpenAI-compatible endpoint: the `prompt` field is then its own business)."""
+    headers = {"Authorization": f"Bearer {options.api_key}"} if options.api_key else {}
+    timeout = aiohttp.ClientTimeout(total=10)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout, headers=headers) as session,
+            session.get(options.url.rstrip("/") + "/prompts") as response,
+        ):
+            if response.status != 200:
+                return None
+            data = await response.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None  # unreachable endpoints are reported by the first real request
+    listed = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(listed, list):
+        return None
+    return [item["name"] for item in listed if isinstance(item, dict) and "name" in item]
+
+
+async def check_templates(templates: list[str], options: SimulateOptions) -> None:
+    """Refuse a template the endpoint does not have before the first turn (not one 400 per
+    turn and a report of zero tokens)."""
+    offered = await offered_templates(options)
+    for name in templates:
+        if offered is not None and name not in offered:
+            raise EndpointError(
+                f"unknown prompt template {name!r}; {options.url} offers: {', '.join(offered)}"
+            )
+
+
 async def play(
     scenario: Scenario, template: str, options: SimulateOptions, progress: TextIO
 ) -> list[Cell]:
@@ -74,10 +114,14 @@ async def play(
             result = await run_stream(client, body)
             tokens = await prompt_tokens(session, options.url, options.api_key, body)
             ttft = None if result.ttft is None else result.ttft * 1000
-            cells.append(Cell(result.text, tokens, ttft, result.error))
+            cells.append(Cell(result.text, tokens, ttft, result.error, result.fallback))
             progress.write(
                 f"  {scenario.name} · {template} · turn {index + 1}/{len(scenario.turns)} "
-                f"answered by {result.model or '?'}\n"
+                + (
+                    f"fallback: {result.fallback}\n"
+                    if result.fallback
+                    else f"answered by {result.model or '?'}\n"
+                )
             )
             progress.flush()
             history = [*messages, result.assistant_message()]
@@ -99,7 +143,9 @@ async def compare(
             options.model = await listed_model(client)
         finally:
             await client.close()
-        progress.write(f"model: {options.model or 'echo'} (the endpoint's; --model to choose)\n")
+        source = "the endpoint's" if options.model else "the endpoint lists none"
+        progress.write(f"model: {options.model or 'echo'} ({source}; --model to choose)\n")
+    await check_templates(templates, options)
     comparisons = []
     for scenario in scenarios:
         comparison = ScenarioComparison(scenario, templates)
@@ -124,7 +170,7 @@ def format_terminal(comparisons: list[ScenarioComparison]) -> str:
                 stats = (
                     f"{_number(cell.prompt_tokens, ' tok')}, ttft {_number(cell.ttft_ms, ' ms')}"
                 )
-                lines.append(f"  {template:<12} ({stats}): {cell.error or cell.reply}")
+                lines.append(f"  {template:<12} ({stats}): {cell.shown}")
         totals = {
             t: sum(c.prompt_tokens or 0 for c in comparison.cells[t]) for t in comparison.templates
         }
@@ -152,11 +198,23 @@ def format_markdown(comparisons: list[ScenarioComparison], url: str) -> str:
                 stats = (
                     f"{_number(cell.prompt_tokens, ' tok')}, ttft {_number(cell.ttft_ms, ' ms')}"
                 )
-                cells.append(f"{_cell_text(cell.error or cell.reply)}<br>*{stats}*")
+                cells.append(f"{_cell_text(cell.shown)}<br>*{stats}*")
             lines.append(f"| {index + 1} | {_cell_text(turn.user)} | " + " | ".join(cells) + " |")
         totals = [str(sum(c.prompt_tokens or 0 for c in comparison.cells[t])) for t in templates]
         lines.append("| | **prompt tokens, total** | " + " | ".join(totals) + " |\n")
     return "\n".join(lines)
 
 
-__all__ = ["EndpointError", "compare", "format_markdown", "format_terminal"]
+def failed_cells(comparisons: list[ScenarioComparison]) -> int:
+    """How many turns ended in an error or the endpoint's fallback line (either way no model
+    answered: a comparison with such turns is not a success)."""
+    return sum(
+        1
+        for comparison in comparisons
+        for cells in comparison.cells.values()
+        for cell in cells
+        if cell.error or cell.fallback
+    )
+
+
+__all__ = ["EndpointError", "compare", "failed_cells", "format_markdown", "format_terminal"]

@@ -82,6 +82,10 @@ def format_report(report: dict[str, Any]) -> str:
             f"upstream calls saved by sharing identical requests: "
             f"{report['upstream_calls_saved']:.0f}"
         )
+    for reason in report.get("fallbacks") or ():
+        lines.append(
+            f"fallback: {reason} — replies were the endpoint's fallback line, not its model's"
+        )
     lines.append(
         "result: "
         + (

@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import httpx
 import openai
 
 from emulator.conformance import CHECKS, conformance, emotion_problems
+from emulator.endpoint_metrics import upstream_calls_saved
 from emulator.stream import StreamResult, listed_model, run_stream
 from scenarios import Scenario
 
@@ -47,6 +47,7 @@ class TurnReport:
     total_ms: float
     tool_calls: list[dict[str, Any]]
     partials_abandoned: int = 0
+    fallback: str | None = None  # the endpoint spoke its fallback line: why (no model reply)
 
 
 def make_client(options: SimulateOptions, conversation_id: str) -> openai.AsyncOpenAI:
@@ -178,6 +179,9 @@ class Simulation:
             + (f", {abandoned} speculative requests abandoned" if abandoned else "")
             + "\n"
         )
+        fallback = first.fallback or result.fallback
+        if fallback:
+            self.progress(f"  fallback: {fallback} (the line above is not the model's reply)\n")
         if result.error:
             self.progress(f"  error: {result.error}\n")
         report = TurnReport(
@@ -188,6 +192,7 @@ class Simulation:
             total,
             [first.tool_calls[i] for i in sorted(first.tool_calls)],
             abandoned,
+            fallback,
         )
         return report, [*messages, result.assistant_message()]
 
@@ -226,13 +231,21 @@ class Simulation:
             )
 
     async def run(self) -> dict[str, Any]:
+        try:
+            return await self._run()
+        finally:
+            await self.client.close()
+
+    async def _run(self) -> dict[str, Any]:
         history = self.scenario.opening_messages()
         started = time.perf_counter()
         turns = []
         self.progress(f"scenario {self.scenario.name} against {self.options.url}\n")
         if self.model is None:
-            self.model = await listed_model(self.client) or "echo"
-            self.progress(f"model: {self.model} (the endpoint's first listed; --model to choose)\n")
+            listed = await listed_model(self.client)
+            self.model = listed or "echo"
+            source = "the endpoint's first listed" if listed else "the endpoint lists none"
+            self.progress(f"model: {self.model} ({source}; --model to choose)\n")
         saved_before = await self.calls_saved()
         if self.scenario.opens_before_user:
             self.progress("\nbefore the user speaks (system text and greeting only)\n")
@@ -250,27 +263,15 @@ class Simulation:
         saved_after = await self.calls_saved()
         if saved_before is not None and saved_after is not None:
             self.saved_calls = saved_after - saved_before
-        await self.client.close()
         return self.report(turns, time.perf_counter() - started)
 
     async def calls_saved(self) -> float | None:
-        """perception-llm's count of upstream calls saved by sharing identical requests (from
-        its /metrics next to the API's base URL); None for other endpoints. Asked with the
-        conversation's id, so a balancer hashing it (deploy/nginx) asks the replica that served
-        the conversation, not whichever one is next."""
-        base = self.options.url.rstrip("/").removesuffix("/v1")
-        try:
-            headers = {"conversation-id": self.conversation_id}
-            if self.options.api_key:
-                headers["Authorization"] = f"Bearer {self.options.api_key}"
-            async with httpx.AsyncClient(timeout=5, headers=headers) as client:
-                response = await client.get(base + "/metrics")
-        except httpx.HTTPError:  # any endpoint: no metrics is a normal answer
-            return None
-        for line in response.text.splitlines() if response.status_code == 200 else ():
-            if line.startswith("perception_llm_upstream_calls_saved_total "):
-                return float(line.split()[1])
-        return None
+        """perception-llm's count of upstream calls saved by sharing identical requests; None
+        for other endpoints. Asked with the conversation's id, so a balancer hashing it
+        (deploy/nginx) asks the replica that served the conversation, not whichever is next."""
+        return await upstream_calls_saved(
+            self.options.url, self.options.api_key, self.conversation_id
+        )
 
     async def probe_config_check(self) -> None:
         """Tavus validates a persona's LLM settings with this conversation id; the endpoint must
@@ -306,6 +307,7 @@ class Simulation:
             "requests": len(self.results),
             "seconds": round(elapsed, 3),
             "upstream_calls_saved": self.saved_calls,
+            "fallbacks": sorted({r.fallback for r in self.replies if r.fallback}),
             "turns": [turn.__dict__ for turn in turns],
             **conformance(found, exercised),
         }

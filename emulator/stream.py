@@ -4,7 +4,8 @@ The request goes through the official `openai` SDK (`AsyncOpenAI`, as Tavus uses
 `with_streaming_response`, so the raw SSE lines are read and checked instead of being smoothed
 over by the SDK's parser: content type, one `data:` line per event, no `id:`/`event:`/`retry:`
 fields, JSON chunks, `role` in the first delta, exactly one `finish_reason`, one `id`, tool-call
-delta shape, and `[DONE]` last.
+delta shape, and `[DONE]` last. perception-llm's fallback marker (a comment line or header, see
+`server/fallback_marker.py`) is read, so a spoken fallback is never mistaken for a reply.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import openai
+
+from server.fallback_marker import FALLBACK_COMMENT_PREFIX, FALLBACK_HEADER
 
 
 class EndpointError(Exception):
@@ -36,6 +39,7 @@ class StreamResult:
     abandoned: bool = False
     chunks: int = 0
     model: str | None = None  # the model the chunks say answered (e.g. `echo`, the upstream's)
+    fallback: str | None = None  # why perception-llm spoke its fallback line instead of a reply
 
     def problem(self, check: str, detail: str) -> None:
         self.problems.append(f"{check}: {detail}")
@@ -65,6 +69,9 @@ class ChunkChecker:
         result = self.result
         if line == "":
             self.pending_blank = False
+            return
+        if line.startswith(FALLBACK_COMMENT_PREFIX):
+            result.fallback = line.removeprefix(FALLBACK_COMMENT_PREFIX).strip()
             return
         if line.startswith(":"):
             return  # a comment: keep-alive
@@ -191,6 +198,7 @@ async def run_stream(
         ) as response:
             result.status = response.status_code
             result.content_type = response.headers.get("content-type", "")
+            result.fallback = response.headers.get(FALLBACK_HEADER)
             if not result.content_type.startswith("text/event-stream"):
                 result.problem("content_type", f"{result.content_type!r}, not text/event-stream")
             checker = ChunkChecker(result, started, on_text)
@@ -221,6 +229,12 @@ async def listed_model(client: openai.AsyncOpenAI) -> str | None:
     try:
         page = await client.models.list()
         names = [model.id for model in page.data if isinstance(model.id, str)]
+    except openai.AuthenticationError as error:  # not "no models": nothing else will work either
+        raise EndpointError(
+            f"the endpoint refused the API key (HTTP {error.status_code})"
+        ) from None
+    except openai.APIConnectionError as error:
+        raise EndpointError(f"cannot reach {client.base_url}: {error.__cause__ or error}") from None
     except (openai.APIError, ValueError, TypeError, AttributeError):
         return None  # an endpoint without a usable /models
     return next((name for name in names if name != "echo"), names[0] if names else None)

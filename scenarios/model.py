@@ -143,16 +143,17 @@ class Scenario(BaseModel):
         return messages
 
 
-def scenario_request(scenario: Scenario) -> dict[str, Any]:
+def scenario_request(scenario: Scenario, default_model: str = "echo") -> dict[str, Any]:
     """The request Tavus would send at the scenario's last turn, earlier turns answered with
-    their `reply` (or "…"): for the playground's composer and examples."""
+    their `reply` (or "…"): for the playground's composer and examples. `default_model` names
+    the model when the scenario does not (the playground passes the server's response model)."""
     messages = scenario.opening_messages()
     for index, turn in enumerate(scenario.turns):
         messages.extend(scenario.turn_messages(index))
         if index < len(scenario.turns) - 1:
             messages.append({"role": "assistant", "content": turn.reply or "…"})
     body: dict[str, Any] = {
-        "model": scenario.model or "echo",
+        "model": scenario.model or default_model,
         "stream": True,
         "messages": messages,
         **scenario.extra_body,

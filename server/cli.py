@@ -2,15 +2,18 @@
 
 Each command lives in `server/commands/` and is imported only when it runs, so `--help` and
 `parse` do not pay for uvicorn, the app or the openai SDK. User errors print one clear line on
-stderr and exit with status 2, never a traceback.
+stderr and exit with status 2, never a traceback; so do mistakes in the arguments themselves.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 EXAMPLES = """\
 examples:
@@ -26,14 +29,76 @@ examples:
 """
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line on stderr and exit status 2 (argparse's own
+    prints the whole usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# Examples shown by each command's --help (every one of them runs as written from a clone).
+COMMAND_EXAMPLES = {
+    "serve": """\
+examples:
+  perception-llm serve                          # http://127.0.0.1:8000/v1, offline responder
+  PERCEPTION_LLM_API_KEY=secret perception-llm serve --host 0.0.0.0 --port 8000
+  perception-llm serve --capture                # record calls to ./perception-llm-calls.db
+""",
+    "parse": """\
+examples:
+  perception-llm parse server/samples/raven0-documented.json --pretty
+  cat request.json | perception-llm parse -
+""",
+    "render": """\
+examples:
+  perception-llm render server/samples/raven0-documented.json --prompt minimal
+""",
+    "simulate": """\
+examples:
+  perception-llm simulate --url http://127.0.0.1:8000/v1 --scenario raven-cooking
+  perception-llm simulate --url http://127.0.0.1:8000/v1 --scenario raven1-sarcasm --speculative
+  perception-llm simulate --url http://127.0.0.1:8000/v1 --json > report.json
+""",
+    "compare": """\
+examples:
+  perception-llm compare raven-cooking --prompts default,minimal
+  perception-llm compare raven-cooking basic-story --prompts default,minimal --out report.md
+  perception-llm compare weather-tools --prompts default --url http://127.0.0.1:8000/v1
+""",
+    "calls": """\
+examples:
+  perception-llm calls list                     # conversations, newest first
+  perception-llm calls list CONVERSATION_ID     # its calls: #12 ...
+  perception-llm calls show 12                  # one call, everything recorded ('#12' too)
+  perception-llm calls export CONVERSATION_ID --as scenario --out my-call.json
+  perception-llm calls replay CONVERSATION_ID --prompts default,minimal
+""",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="perception-llm",
         description="Custom-LLM backend for Tavus personas that understands perception.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    class Commands:
+        """`add_parser` with the command's examples and the raw layout that keeps them."""
+
+        @staticmethod
+        def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+            return subparsers.add_parser(
+                name,
+                epilog=COMMAND_EXAMPLES[name],
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                **kwargs,
+            )
+
+    commands = Commands()
 
     serve = commands.add_parser("serve", help="run the OpenAI-compatible server")
     serve.add_argument(
@@ -155,6 +220,23 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. A closed pipe (`| head`) or Ctrl-C ends it quietly, as for any Unix tool:
+    exit status 128 + the signal (141 for SIGPIPE, 130 for SIGINT), no traceback."""
+    try:
+        status = run(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at /dev/null so that flush succeeds.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except KeyboardInterrupt:
+        print("perception-llm: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    return status
+
+
+def run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from server.commands.common import UsageError
 

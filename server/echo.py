@@ -6,7 +6,8 @@ so anyone can wire a Tavus persona to this server and *hear* what it perceives, 
 give two different answers offline (`perception-llm compare`). With no fence in the prompt
 (`passthrough`), it describes the parsed perception and says the model saw raw tags. The reply
 is deterministic and streamed word by word like a model's, optionally paced by
-`echo_word_delay_ms`.
+`echo_word_delay_ms`. With `tools`, it calls the tool the user names and quotes what the tool
+returned (`echo_tools.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from perception import Conversation, Snapshot, message_text
 from prompts import estimate_message_tokens, estimate_tokens
+from server.echo_tools import named_tool, tool_call_delta, tool_results
 from server.responders import CompletionJob, ResponseEvent, words
 
 _SPEECH_LIMIT = 400  # quoting a whole pasted essay back is not useful in a voice reply
@@ -70,6 +72,9 @@ def fenced_lines(prompt_messages: list[Any]) -> list[str] | None:
 
 def compose_reply(conversation: Conversation, prompt_messages: list[Any] | None = None) -> str:
     speech = last_user_speech(conversation.messages)
+    results = tool_results(conversation.messages)
+    if results:  # the turn's tool results came back: say what they were
+        return " ".join(results)
     if conversation.latest.silence:
         opening = "You stayed silent."
     elif speech is None or not speech:
@@ -103,18 +108,29 @@ class EchoResponder:
         return [self.model]
 
     async def stream(self, job: CompletionJob) -> AsyncIterator[ResponseEvent]:
+        messages = job.conversation.messages
+        last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+        tool = None
+        if job.request.tools and last.get("role") == "user":
+            speech = message_text(last.get("content")) or ""
+            tool = named_tool(job.request.tools, job.request.tool_choice, speech)
+        if tool is not None:
+            yield ResponseEvent(delta=tool_call_delta(job.request.tools or [], tool, speech))
+            yield ResponseEvent(finish_reason="tool_calls", usage=self.usage(job, ""))
+            return
         reply = compose_reply(job.conversation, job.prompt_messages)
         for index, word in enumerate(words(reply)):
             if self.word_delay and index:
                 await job.control.wait(asyncio.sleep(self.word_delay), None)
             yield ResponseEvent(delta={"content": word})
+        yield ResponseEvent(finish_reason="stop", usage=self.usage(job, reply))
+
+    @staticmethod
+    def usage(job: CompletionJob, reply: str) -> dict[str, int]:
         prompt_tokens = estimate_message_tokens(job.prompt_messages)
         completion_tokens = estimate_tokens(reply)
-        yield ResponseEvent(
-            finish_reason="stop",
-            usage={
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        )
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }

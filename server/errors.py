@@ -155,6 +155,12 @@ class UpstreamError(APIError):
     kind = "upstream"
 
 
+class UpstreamUnreachableError(UpstreamError):
+    """No connection to the upstream could be made (refused, no route, DNS)."""
+
+    kind = "connect"
+
+
 class UpstreamTimeoutError(UpstreamError):
     status_code = 504
     error_type = "timeout_error"

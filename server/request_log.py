@@ -48,6 +48,7 @@ class CompletionRecord:
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     finish_reason: str | None = None
     total_ms: float | None = None
+    fallback: str | None = None  # why the fallback line was spoken (server/fallback_marker.py)
 
     def ended_by(self, error: BaseException, message: str | None = None) -> None:
         """Record how `error` ended the completion (its outcome, and what to log of it)."""
@@ -65,8 +66,8 @@ class CompletionRecord:
         if event.finish_reason and self.finish_reason is None:
             self.finish_reason = event.finish_reason
 
-    def spoke_fallback(self, reason: str) -> None:
-        self.outcome, self.error = Outcome.FALLBACK, reason
+    def spoke_fallback(self, message: str, reason: str) -> None:
+        self.outcome, self.error, self.fallback = Outcome.FALLBACK, message, reason
 
     def token_sent(self) -> None:
         self.chunks += 1

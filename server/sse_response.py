@@ -1,5 +1,9 @@
 """The streamed reply on the socket: SSE bytes, keep-alives, a client that leaves or stops reading.
 
+The status and headers go out with the first frame or keep-alive, not before: by then a
+fallback reply is known and can be marked in a header (a client that has waited `keepalive`
+seconds gets them with the keep-alive, well within Tavus' ~10 s read timeout).
+
 One watcher task per response does everything that is not writing the reply: it notices the
 client leaving (`http.disconnect`) and cancels the stream at once (so the upstream read stops),
 and it writes a `: keep-alive` comment whenever nothing was written for `keepalive` seconds
@@ -42,8 +46,10 @@ class SSEResponse(Response):
         keepalive: float,
         send_timeout: float,
         on_close: Callable[[], None],
+        late_headers: Callable[[], list[tuple[bytes, bytes]]] = list,
     ) -> None:
         self.frames = frames
+        self.late_headers = late_headers
         self.keepalive = keepalive
         self.send_timeout = send_timeout
         self.on_close = on_close
@@ -52,6 +58,8 @@ class SSEResponse(Response):
         self.ending = False  # set before the last frame: no keep-alive may follow it
         self._client_gone = False
         self._last_write = 0.0
+        self._started = False
+        self._start_lock = asyncio.Lock()
 
     def stop_keepalives(self) -> None:
         self.ending = True
@@ -60,12 +68,12 @@ class SSEResponse(Response):
         streaming = asyncio.current_task()
         assert streaming is not None
         try:
-            start = {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS}
-            await self._send(send, start)
+            self._last_write = asyncio.get_running_loop().time()  # the keep-alive clock starts
             watcher = asyncio.ensure_future(self._watch(receive, send, streaming))
             try:
                 sent = 0
                 async for frame in self.frames:
+                    await self._start(send)
                     await self._send(send, _body(frame))
                     sent += 1
                     if not sent % BURST_FRAMES:
@@ -74,6 +82,7 @@ class SSEResponse(Response):
                         # starts logging writes to a dead socket (it does from the 5th).
                         await asyncio.sleep(0)
                 self.ending = True
+                await self._start(send)
                 await self._send(send, _body(b"", more=False))
             finally:
                 watcher.cancel()
@@ -86,6 +95,20 @@ class SSEResponse(Response):
         finally:
             await close_events(self.frames)  # stops the upstream read, however the send ended
             self.on_close()
+
+    async def _start(self, send: Send) -> None:
+        """Send the status and headers once, just before the first frame or keep-alive: by then
+        a fallback is known, and `late_headers` can say so (server/fallback_marker.py)."""
+        if self._started:
+            return
+        async with self._start_lock:  # the watcher's keep-alive and the first frame may race
+            if self._started:
+                return
+            headers = SSE_HEADERS + self.late_headers()
+            await self._send(
+                send, {"type": "http.response.start", "status": 200, "headers": headers}
+            )
+            self._started = True
 
     async def _send(self, send: Send, message: Message) -> None:
         async with asyncio.timeout(self.send_timeout):
@@ -103,6 +126,7 @@ class SSEResponse(Response):
                 if not self.ending and loop.time() - self._last_write >= self.keepalive:
                     # A dead client or an ended stream is the stream's own write to report.
                     with contextlib.suppress(OSError, TimeoutError, RuntimeError):
+                        await self._start(send)
                         await self._send(send, _body(KEEPALIVE_FRAME))
                 continue
             if message["type"] == "http.disconnect":

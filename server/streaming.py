@@ -16,6 +16,7 @@ from typing import Any
 
 from server.chunks import ChunkEncoder, merge_tool_call
 from server.errors import APIError, ShutdownError, SupersededError
+from server.fallback_marker import fallback_frame, fallback_reason
 from server.outcome import Outcome
 from server.request_log import CompletionRecord
 from server.responders import ResponseEvent, close_events, words
@@ -49,7 +50,7 @@ async def with_fallback(
             logger.warning(
                 "upstream failed before the first token, speaking the fallback: %s", error.message
             )
-            record.spoke_fallback(error.message)
+            record.spoke_fallback(error.message, fallback_reason(error))
             for event in word_events(text):
                 yield event
             return
@@ -111,6 +112,8 @@ async def stream_chunks(
                 if not role_sent:
                     delta = {"role": "assistant", **delta}
                     role_sent = True
+                    if record.fallback is not None:  # said before the reply, for developers
+                        yield fallback_frame(record.fallback)
                 if event.delta:
                     record.token_sent()
                 yield data_event(encoder.choice(delta, event.finish_reason))

@@ -20,6 +20,7 @@ from server.errors import (
     UpstreamEmptyReplyError,
     UpstreamError,
     UpstreamTimeoutError,
+    UpstreamUnreachableError,
     error_for_status,
 )
 from server.redaction import Redactor
@@ -84,7 +85,7 @@ def client_error(error: BaseException, settings: Settings, redactor: Redactor) -
             f"upstream gave no token within {settings.first_token_timeout_seconds:g}s"
         )
     if isinstance(error, aiohttp.ClientConnectorError):
-        return UpstreamError("cannot reach the upstream model")
+        return UpstreamUnreachableError("cannot reach the upstream model")
     return UpstreamError(f"connection to the upstream model failed ({type(error).__name__})")
 
 

@@ -55,6 +55,8 @@ def test_every_shipped_scenario_passes_against_this_server(server_url: str, scen
     for turn in report["turns"]:
         reply = turn["reply"]
         said = "You stayed silent." if turn["user"] == SILENCE else "You said:"
+        if turn["tool_calls"]:  # echo called the tool the turn names, then quoted its result
+            said = turn["tool_calls"][0]["function"]["name"] + " returned:"
         if tagged:
             assert re.match(r'<emotion value="[a-z]+"/> ', reply), reply
             reply = reply.split("/> ", 1)[1]

@@ -303,3 +303,106 @@ def test_calls_view_updates_live_and_folds_abandoned_requests(
 def test_calls_view_says_when_the_server_does_not_record(browser: Browser, url: str) -> None:
     page, _ = open_page(browser, url)
     expect(page.get_by_test_id("calls-status")).to_contain_text("not recording calls")
+
+
+# What a newcomer met in the playground (issue 21).
+
+
+def test_composed_and_scenario_requests_go_to_the_configured_model(browser: Browser) -> None:
+    from tests.fake_upstream import FakeUpstream, text_reply
+
+    with FakeUpstream().serving() as fake:
+        fake.script = [text_reply("Answer from the configured model.")]
+        settings = make_settings(upstream_base_url=fake.base_url, upstream_model="fake-model")
+        with running_server(settings) as base:
+            page, errors = open_page(browser, base)
+            choose_example(page, "raven-cooking")  # a scenario: encoded by the server
+            expect(page.get_by_test_id("tokens-a")).to_contain_text("prompt tokens")
+            assert (
+                json.loads(page.locator("#request-json").text_content() or "")["model"]
+                == "fake-model"
+            )
+            page.get_by_test_id("send-a").click()
+            expect(page.get_by_test_id("reply-a")).to_have_text("Answer from the configured model.")
+            expect(page.get_by_test_id("timing-a")).to_contain_text("fake-model · first token")
+            page.get_by_role("tab", name="Paste").click()  # a bare messages list
+            page.get_by_test_id("paste").fill('[{"role": "user", "content": "Hi"}]')
+            page.get_by_test_id("use-paste").click()
+            expect(page.get_by_test_id("send-a")).to_be_enabled()
+            assert (
+                json.loads(page.locator("#request-json").text_content() or "")["model"]
+                == "fake-model"
+            )
+    assert errors == []
+
+
+def test_a_refused_request_cannot_be_sent(browser: Browser, url: str) -> None:
+    page, _ = open_page(browser, url)
+    expect(page.get_by_test_id("send-a")).to_be_enabled()  # the first sample
+    page.get_by_role("tab", name="Paste").click()
+    page.get_by_test_id("paste").fill("[]")
+    page.get_by_test_id("use-paste").click()
+    expect(page.get_by_test_id("error")).to_contain_text("400")
+    expect(page.get_by_test_id("send-a")).to_be_disabled()
+    expect(page.get_by_test_id("send-b")).to_be_disabled()
+
+
+def test_a_failed_send_does_not_stay_streaming(browser: Browser) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    settings = make_settings(upstream_base_url=f"http://127.0.0.1:{port}/v1", fallback_text="")
+    with running_server(settings) as base:
+        page, _ = open_page(browser, base)
+        expect(page.get_by_test_id("send-a")).to_be_enabled()
+        page.get_by_test_id("send-a").click()
+        expect(page.get_by_test_id("error")).to_contain_text("502")
+        expect(page.get_by_test_id("timing-a")).to_have_text("failed (see the message above)")
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        '{"messages": [',
+        '{"messages": [{"role": "user", "content": "Hi',
+        '[{"role": "user"}',
+        '{"a": "b\\"',
+    ],
+)
+def test_truncated_json_is_said_in_words(browser: Browser, url: str, pasted: str) -> None:
+    page, _ = open_page(browser, url)
+    page.get_by_role("tab", name="Paste").click()
+    page.get_by_test_id("paste").fill(pasted)
+    page.get_by_test_id("use-paste").click()
+    expect(page.get_by_test_id("error")).to_have_text(
+        "the pasted text is not valid JSON: it ends too early "
+        "(a missing closing bracket, brace or quote?)"
+    )
+
+
+def test_a_fallback_reply_is_marked_as_one(browser: Browser) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    with running_server(make_settings(upstream_base_url=f"http://127.0.0.1:{port}/v1")) as base:
+        page, _ = open_page(browser, base)
+        expect(page.get_by_test_id("send-a")).to_be_enabled()
+        page.get_by_test_id("send-a").click()
+        expect(page.get_by_test_id("reply-a")).to_contain_text("Sorry, I lost my train of thought")
+        expect(page.get_by_test_id("timing-a")).to_contain_text(
+            "fallback: upstream unreachable — the server's fallback line, not a model's reply"
+        )
+
+
+def test_switching_a_template_clears_its_reply(browser: Browser, url: str) -> None:
+    page, _ = open_page(browser, url)
+    expect(page.get_by_test_id("send-a")).to_be_enabled()
+    page.get_by_test_id("send-a").click()
+    expect(page.get_by_test_id("reply-a")).to_contain_text("You said:")
+    expect(page.get_by_test_id("timing-a")).to_contain_text("first token")
+    page.select_option("[data-testid=template-a]", "minimal")
+    expect(page.get_by_test_id("reply-a")).to_be_empty()
+    expect(page.get_by_test_id("timing-a")).to_be_empty()
+    expect(page.get_by_test_id("tokens-a")).to_have_text(re.compile(r"^\d+ prompt tokens"))

@@ -9,20 +9,35 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from server.capture_settings import DEFAULT_CAPTURE_URL
 from server.capture_store import CaptureStore, CaptureStoreError
 from server.commands.common import UsageError, settings_or_error
 
 
-def open_store(url: str | None) -> CaptureStore:
-    url = url or settings_or_error().capture
-    if not url:
-        raise UsageError("no capture database: set PERCEPTION_LLM_CAPTURE or pass --db URL")
+def capture_url(given: str | None) -> str:
+    """--db, else PERCEPTION_LLM_CAPTURE, else the file `serve --capture` writes in this folder."""
+    url = given or settings_or_error().capture
+    if url:
+        return url
+    if Path(DEFAULT_CAPTURE_FILE).is_file():
+        return DEFAULT_CAPTURE_URL
+    raise UsageError(
+        f"no capture database: no {DEFAULT_CAPTURE_FILE} here (`serve --capture` writes it in "
+        "its working folder); set PERCEPTION_LLM_CAPTURE or pass --db URL"
+    )
+
+
+def open_store(given: str | None) -> CaptureStore:
+    url = capture_url(given)
     try:
         store = CaptureStore(url)
         store.upgrade()
     except CaptureStoreError as error:
         raise UsageError(str(error)) from None
     return store
+
+
+DEFAULT_CAPTURE_FILE = DEFAULT_CAPTURE_URL.removeprefix("sqlite:///")
 
 
 def when(seconds: float) -> str:
@@ -76,9 +91,10 @@ def list_calls(store: CaptureStore, args: argparse.Namespace) -> int:
 
 
 def show_call(store: CaptureStore, args: argparse.Namespace) -> int:
-    if not (args.target or "").isdigit():
-        raise UsageError("show takes a call id (a number from `calls list CONVERSATION`)")
-    row = store.call(int(args.target))
+    target = (args.target or "").strip().removeprefix("#")  # as `calls list` prints it
+    if not (target.isascii() and target.isdigit()):
+        raise UsageError("show takes a call id (a number from `calls list CONVERSATION`, e.g. 12)")
+    row = store.call(int(target))
     if row is None:
         raise UsageError(f"no captured call {args.target}")
     for name in ("headers", "request", "parsed", "prompt", "reply"):

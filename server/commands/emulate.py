@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from emulator.compare import compare, format_markdown, format_terminal
+from emulator.compare import compare, failed_cells, format_markdown, format_terminal
 from emulator.conformance import format_report
 from emulator.simulate import SimulateOptions, simulate
 from emulator.stream import EndpointError
-from prompts.templates import TemplateError
 from scenarios import Scenario, ScenarioError, load_scenario
 from server.commands.common import UsageError, settings_or_error, templates_or_error
 from server.inprocess import running_server
@@ -62,13 +62,10 @@ def run_compare(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         url, api_key = args.url, args.api_key
         if url is None:
-            settings = settings_or_error()
-            library = templates_or_error(settings)
-            for name in templates:
-                try:
-                    library.get(name)
-                except TemplateError as error:
-                    raise UsageError(str(error)) from None
+            # The in-process server answers this tool's own requests: they are experiments, not
+            # conversations, so they are never recorded into the capture store.
+            settings = settings_or_error().model_copy(update={"capture": None})
+            templates_or_error(settings)
             url = stack.enter_context(running_server(settings)) + "/v1"
             api_key = settings.api_key.get_secret_value() if settings.api_key else None
         options = SimulateOptions(url=url, api_key=api_key, model=args.model)
@@ -83,4 +80,8 @@ def run_compare(args: argparse.Namespace) -> int:
         except OSError as error:
             raise UsageError(f"cannot write {args.out}: {error.strerror}") from None
         print(f"\nreport written to {args.out}")
+    failed = failed_cells(comparisons)
+    if failed:
+        print(f"perception-llm: {failed} turns failed or fell back (see above)", file=sys.stderr)
+        return 1
     return 0

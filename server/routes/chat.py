@@ -15,6 +15,7 @@ from server.auth import require_api_key
 from server.body import require_json_content_type
 from server.disconnect import until_disconnected
 from server.errors import APIError
+from server.fallback_marker import fallback_headers
 from server.lifecycle import Completion
 from server.responders import ResponseEvent
 from server.schemas import REQUEST_BODY_SCHEMA
@@ -50,6 +51,7 @@ def completion_stream(
         keepalive=settings.keepalive_seconds,
         send_timeout=settings.send_timeout_seconds,
         on_close=completion.finish,
+        late_headers=lambda: fallback_headers(completion.record.fallback),
     )
     return response
 

@@ -16,6 +16,7 @@ from scenarios import Scenario, ScenarioError, load_scenario, scenario_request, 
 from server.auth import AuthDep
 from server.body import read_json_object, validate_body
 from server.samples import sample_requests
+from server.services import services
 
 # The static page is served by StaticFiles, which needs a directory: the package's own (a wheel
 # installs it as files; the packaging test runs the installed copy).
@@ -57,4 +58,7 @@ async def examples() -> dict[str, Any]:
 async def encode(request: Request) -> dict[str, Any]:
     body = await read_json_object(request)
     body.setdefault("name", "composed")
-    return scenario_request(validate_body(Scenario, body))
+    # Answered by the configured response model, as /v1/models lists it first (the upstream's
+    # before `echo`), not by the offline responder whatever is configured (issue 21).
+    default_model = services(request).responder.served_models()[0]
+    return scenario_request(validate_body(Scenario, body), default_model)

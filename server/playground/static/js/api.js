@@ -40,8 +40,9 @@ export async function call(path, body) {
   return response.json();
 }
 
-// The `data:` payloads of a server-sent-event response, in order (keep-alive comments skipped).
-async function* dataOf(response) {
+// The events of a server-sent-event response, in order: {data} for a `data:` payload, {comment}
+// for a comment line (keep-alives, and the server's fallback marker).
+async function* eventsOf(response) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
@@ -53,12 +54,17 @@ async function* dataOf(response) {
     while ((cut = buffer.indexOf("\n\n")) !== -1) {
       const event = buffer.slice(0, cut);
       buffer = buffer.slice(cut + 2);
-      if (event.startsWith("data: ")) yield event.slice(6);
+      if (event.startsWith("data: ")) yield { data: event.slice(6) };
+      else if (event.startsWith(": ")) yield { comment: event.slice(2) };
     }
   }
 }
 
-// Streams a chat completion; calls onText(text) per delta. Resolves to {ttft, total} in ms.
+const FALLBACK_COMMENT = "fallback: ";
+
+// Streams a chat completion; calls onText(text) per delta. Resolves to {ttft, total} in ms,
+// the model that answered, and `fallback`: why the server spoke its fallback line instead of
+// a model's reply (its X-Perception-LLM-Fallback header or `: fallback:` comment), else null.
 export async function stream(body, onText) {
   const started = performance.now();
   let response;
@@ -71,9 +77,16 @@ export async function stream(body, onText) {
   }
   if (!response.ok) throw await failure(response);
   let ttft = null;
-  for await (const data of dataOf(response)) {
-    if (data === "[DONE]") return { ttft, total: performance.now() - started };
+  let model = null;
+  let fallback = response.headers.get("x-perception-llm-fallback");
+  for await (const { data, comment } of eventsOf(response)) {
+    if (comment !== undefined) {
+      if (comment.startsWith(FALLBACK_COMMENT)) fallback = comment.slice(FALLBACK_COMMENT.length);
+      continue;
+    }
+    if (data === "[DONE]") return { ttft, total: performance.now() - started, model, fallback };
     const chunk = JSON.parse(data);
+    model ??= chunk.model ?? null;
     if (chunk.error) throw new ApiError(0, `the stream failed: ${chunk.error.message}`);
     const text = chunk.choices?.[0]?.delta?.content;
     if (text) {
@@ -88,5 +101,5 @@ export async function stream(body, onText) {
 export async function events(path, onData) {
   const response = await fetch(path, { headers: headers() });
   if (!response.ok) throw await failure(response);
-  for await (const data of dataOf(response)) onData(JSON.parse(data));
+  for await (const { data } of eventsOf(response)) if (data !== undefined) onData(JSON.parse(data));
 }

@@ -6,6 +6,7 @@ import * as perception from "./perception.js";
 import * as prompts from "./prompts.js";
 
 let request = null;
+let responseModel = "echo";  // what /v1/models lists first: the configured model, else echo
 let examples = { samples: [], scenarios: [] };
 const columns = [...document.querySelectorAll(".column")];
 
@@ -42,8 +43,7 @@ function clearResults() {
   perception.clear();
   for (const column of columns) {
     prompts.clear(column);
-    column.querySelector(".reply").textContent = "";
-    column.querySelector(".timing").textContent = "";
+    clearReply(column);
   }
 }
 
@@ -52,7 +52,6 @@ let loads = 0;  // a newer request wins over a slower, older load still in fligh
 async function useRequest(body) {
   const load = ++loads;
   clearResults();
-  setRequest(body);
   document.getElementById("request-json").textContent = JSON.stringify(body, null, 2);
   const parsed = await call("/v1/perception/parse", body);
   if (load !== loads) return;
@@ -63,17 +62,38 @@ async function useRequest(body) {
     if (load !== loads) return;
     prompts.show(column, rendered);
   }
+  setRequest(body);  // only a request the server accepted can be sent
+}
+
+function clearReply(column) {
+  column.querySelector(".reply").textContent = "";
+  const timing = column.querySelector(".timing");
+  timing.textContent = "";
+  timing.classList.remove("fallback");
 }
 
 async function send(column) {
   if (!request) return;
   const reply = column.querySelector(".reply");
   const timing = column.querySelector(".timing");
-  reply.textContent = "";
+  clearReply(column);
   timing.textContent = "streaming…";
   const prompt = column.querySelector(".template").value;
-  const { ttft, total } = await stream({ ...request, prompt }, (text) => { reply.textContent += text; });
-  timing.textContent = `first token ${ttft === null ? "–" : ttft.toFixed(0)} ms · total ${total.toFixed(0)} ms`;
+  let result;
+  try {
+    result = await stream({ ...request, prompt }, (text) => { reply.textContent += text; });
+  } catch (error) {
+    timing.textContent = "failed (see the message above)";
+    throw error;
+  }
+  const { ttft, total, model, fallback } = result;
+  const times = `first token ${ttft === null ? "–" : ttft.toFixed(0)} ms · total ${total.toFixed(0)} ms`;
+  if (fallback) {  // a fast "reply" that no model wrote must not look like success
+    timing.classList.add("fallback");
+    timing.textContent = `fallback: ${fallback} — the server's fallback line, not a model's reply · ${times}`;
+  } else {
+    timing.textContent = `${model ? `${model} · ` : ""}${times}`;
+  }
 }
 
 async function loadExample(value) {
@@ -93,18 +113,33 @@ function parsePasted() {
   } catch (error) {
     throw new Error(`the pasted text is not valid JSON: ${explainJsonError(error, text)}`);
   }
-  if (Array.isArray(data)) return { model: "echo", stream: true, messages: data };
+  if (Array.isArray(data)) return { model: responseModel, stream: true, messages: data };
   if (!Array.isArray(data?.messages)) throw new Error('the JSON needs a "messages" list');
   return data;
+}
+
+// True when `text` stops inside a string or with brackets left open: truncated JSON, whatever
+// the browser's own wording for it (Chrome, Firefox and Safari each say it differently).
+function endsTooEarly(text) {
+  const open = [];
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === "{" || c === "[") open.push(c);
+    else if (c === "}" || c === "]") open.pop();
+  }
+  return inString || open.length > 0;
 }
 
 // Browsers word JSON errors differently ("Unexpected end of JSON input", "… at position 12");
 // say it in words a person can act on.
 function explainJsonError(error, text) {
+  if (endsTooEarly(text)) return "it ends too early (a missing closing bracket, brace or quote?)";
   const position = /position (\d+)/.exec(error.message);
-  if (/end of (JSON|data)|Unterminated/i.test(error.message)) {
-    return "it ends too early (a missing closing bracket, brace or quote?)";
-  }
   if (position) {
     const at = Number(position[1]);
     const line = text.slice(0, at).split("\n").length;
@@ -124,6 +159,8 @@ function describe(column) {
 for (const column of columns) {
   column.querySelector(".template").addEventListener("change", () => {
     describe(column);
+    clearReply(column);  // the reply belongs to the template it was sent with
+    prompts.clear(column);
     guarded(() => renderColumn(column));
   });
   column.querySelector(".send").addEventListener("click", () => guarded(() => send(column)));
@@ -131,6 +168,7 @@ for (const column of columns) {
 
 async function start() {
   templates = (await call("/v1/prompts")).data;
+  responseModel = (await call("/v1/models")).data[0]?.id ?? "echo";
   calls.start(showError);
   columns.forEach((column, i) => {
     const select = column.querySelector(".template");

@@ -1,0 +1,237 @@
+"""What a newcomer met on the command line (issue 21), each as the real command in a subprocess:
+a missing test-only library, a capture file `calls` could not find, a template name refused only
+per turn, a model line that hid an unreachable endpoint, tracebacks on `| head` and Ctrl-C, `#1`
+refused, tools recording their own calls, and `--help` without examples."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from server.capture_store import CaptureStore
+from server.cli import COMMAND_EXAMPLES, COMMANDS
+from server.inprocess import live_server, running_server
+from tests.conftest import make_settings
+from tests.test_capture import MESSAGES, written
+
+# `httpx` comes only with the test extra: the README's install has `httpx2` (the openai SDK's).
+WITHOUT_HTTPX = "import sys; sys.modules['httpx'] = None; from server.cli import main; "
+
+
+def cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, blocked: str = ""
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PERCEPTION_LLM_")}
+    code = f"{blocked or 'from server.cli import main; '}import sys; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**clean, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    with running_server(make_settings()) as url:
+        yield url + "/v1"
+
+
+def free_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/v1"  # closed: nothing listens
+
+
+def test_simulate_and_compare_run_without_httpx(server_url: str) -> None:
+    simulate = cli(
+        "simulate", "--url", server_url, "--scenario", "basic-story", blocked=WITHOUT_HTTPX
+    )
+    assert simulate.returncode == 0, simulate.stderr
+    assert "ModuleNotFoundError" not in simulate.stderr
+    compare = cli("compare", "basic-story", "--prompts", "minimal", blocked=WITHOUT_HTTPX)
+    assert compare.returncode == 0, compare.stderr
+
+
+def test_calls_finds_the_file_serve_capture_writes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/perception-llm-calls.db"  # what `serve --capture` writes there
+    with live_server(make_settings(capture=url)) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0)
+        list(
+            client.chat.completions.create(
+                model="echo",
+                messages=MESSAGES,
+                stream=True,
+                extra_headers={"conversation-id": "conv-here"},
+            )
+        )
+        written(server, 1)
+    listed = cli("calls", "list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "conv-here" in listed.stdout
+    calls = cli("calls", "list", "conv-here", cwd=tmp_path)
+    call_id = calls.stdout.split()[0]
+    assert call_id.startswith("#")
+    shown = cli("calls", "show", call_id, cwd=tmp_path)  # as `calls list` prints it
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["conversation_id"] == "conv-here"
+
+
+def test_calls_without_any_database_names_the_ways_to_give_one(tmp_path: Path) -> None:
+    result = cli("calls", "list", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "perception-llm-calls.db" in result.stderr and "--db" in result.stderr
+
+
+@pytest.mark.parametrize("target", ["x1", "#", "１"])
+def test_calls_show_refuses_what_is_not_an_id(tmp_path: Path, target: str) -> None:
+    url = f"sqlite:///{tmp_path}/calls.db"
+    CaptureStore(url).upgrade()
+    result = cli("calls", "show", target, "--db", url)
+    assert result.returncode == 2 and "show takes a call id" in result.stderr
+
+
+def test_compare_refuses_an_unknown_template_of_the_endpoint_before_it_starts(
+    server_url: str,
+) -> None:
+    result = cli("compare", "raven-cooking", "--prompts", "default,fancy", "--url", server_url)
+    assert result.returncode == 2, result.stdout
+    assert "unknown prompt template 'fancy'" in result.stderr
+    assert "default, minimal, passthrough" in result.stderr
+    assert "turn 1" not in result.stdout  # refused before the first turn
+
+
+def test_compare_that_fails_turns_exits_1(tmp_path: Path) -> None:
+    # An upstream that is not there and no fallback line: every turn is an error.
+    result = cli(
+        "compare",
+        "basic-story",
+        "--prompts",
+        "minimal",
+        "--model",
+        "gpt-x",
+        env={
+            "PERCEPTION_LLM_UPSTREAM_BASE_URL": free_port_url(),
+            "PERCEPTION_LLM_UPSTREAM_CHECK": "false",
+            "PERCEPTION_LLM_FALLBACK_TEXT": "",
+        },
+    )
+    assert result.returncode == 1, result.stderr
+    assert "turns failed" in result.stderr
+
+
+def test_simulate_against_nothing_says_so_not_a_model_name() -> None:
+    result = cli("simulate", "--url", free_port_url())
+    assert result.returncode == 2
+    assert "cannot reach" in result.stderr
+    assert "model: echo" not in result.stdout + result.stderr
+
+
+def test_simulate_with_a_refused_key_says_so_not_a_model_name() -> None:
+    with running_server(make_settings(api_key="right")) as url:
+        result = cli("simulate", "--url", url + "/v1", "--api-key", "wrong")
+    assert result.returncode == 2
+    assert "refused the API key" in result.stderr
+    assert "model: echo" not in result.stdout + result.stderr
+
+
+def test_compare_in_process_does_not_record_its_own_calls(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/calls.db"
+    CaptureStore(url).upgrade()
+    result = cli(
+        "compare", "basic-story", "--prompts", "minimal", env={"PERCEPTION_LLM_CAPTURE": url}
+    )
+    assert result.returncode == 0, result.stderr
+    store = CaptureStore(url)
+    try:
+        assert store.conversations(10) == []
+    finally:
+        store.dispose()
+
+
+def big_request(tmp_path: Path) -> Path:
+    path = tmp_path / "big.json"
+    turns = [
+        {"role": "system", "content": f"<user_emotions>calm {i}</user_emotions>"}
+        if i % 2
+        else {"role": "user", "content": f"hi {i}"}
+        for i in range(4000)
+    ]
+    path.write_text(json.dumps(turns))
+    return path
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "parse", str(big_request(tmp_path))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.readline()
+    process.stdout.close()  # as `| head -1` does
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 128 + signal.SIGPIPE
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
+def test_ctrl_c_ends_quietly() -> None:
+    # A simulate against an endpoint that accepts the connection and never answers: it waits
+    # until interrupted. The listening socket accepts on its own (the kernel's backlog).
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "simulate", "--url", url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("scenario")  # it is running
+        connection, _ = listener.accept()  # its first request is here, and never answered
+        with connection:
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGINT
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_help_has_runnable_examples(command: str) -> None:
+    result = cli(command, "--help")
+    assert result.returncode == 0
+    assert "examples:\n  perception-llm " + command in result.stdout
+    assert COMMAND_EXAMPLES[command] in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["simulate"],
+        ["compare", "raven-cooking"],
+        ["parse"],
+        ["serve", "--port", "eighty"],
+        ["calls", "frobnicate"],
+        ["nonsense"],
+        [],
+    ],
+)
+def test_bad_arguments_are_one_line_and_status_2(args: list[str]) -> None:
+    result = cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "error:" in result.stderr and "--help" in result.stderr
