@@ -55,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Loaded (and test-rendered) here, so a broken user template stops start-up with its name.
     templates = TemplateLibrary(settings.prompts_dir)
     templates.get(settings.prompt)
+    for name, _ in settings.split:  # an A/B arm naming no template stops start-up, not a call
+        templates.get(name)
     lag = LoopLagMonitor(settings.max_loop_lag_seconds)
     gate = ConcurrencyGate(settings.max_concurrent_streams, lag)
     metrics = Metrics(active_streams=lambda: gate.active)

@@ -45,6 +45,7 @@ HEADER_ALLOW_LIST = frozenset(
         "user-agent",
         "x-request-id",
         "x-prompt-template",
+        "x-perception-llm-tool",
         "x-stainless-lang",
         "x-stainless-package-version",
         "x-stainless-runtime",
@@ -61,6 +62,15 @@ SUMMARY_CHARS = 160  # of each perceived value, in the timeline's summary column
 MAX_STORED_CHARS = 1_000_000  # per JSON column of a call; a bigger one is replaced by a note
 PRUNE_EVERY_SECONDS = 60.0
 _STOP = object()
+
+
+TOOL_HEADER = "x-perception-llm-tool"  # simulate, compare and eval mark their requests with it
+
+
+def tool_mark(headers: Mapping[str, str]) -> str | None:
+    """Which of our tools sent the request (`eval`, `compare`, `simulate`), or None."""
+    value = next((v for k, v in headers.items() if k.lower() == TOOL_HEADER), None)
+    return value[:32] if value else None
 
 
 def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -310,6 +320,7 @@ class CallCapture:
                     "messages": reduce_prompt_messages(snapshot.prompt_messages, self.perception),
                 }
             ),
+            "tool": tool_mark(snapshot.headers),
             "reply": self._json(
                 {
                     "text": snapshot.reply_text,
