@@ -18,7 +18,6 @@ from typing import Any, TextIO
 import aiohttp
 import openai
 
-from emulator.simulate import TOOL_HEADER
 from evals.assertions import Verdict, check
 from evals.cache import judge_key, reply_key
 from evals.calls import CallBudget, CallFailed, RetryPolicy, judge_reply, model_reply
@@ -26,6 +25,7 @@ from evals.judge import judge_messages, verdict_from
 from evals.store import ExperimentStore
 from evals.suite import AssertionSpec, Case, JudgeSpec, SuiteError
 from prompts import estimate_tokens
+from server.tool_mark import TOOL_HEADER
 
 
 @dataclass

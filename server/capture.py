@@ -24,14 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perception import Conversation, system_text_parts
-from server.capture_privacy import (
-    CapturePerception,
-    reduce_parsed,
-    reduce_prompt_messages,
-)
+from server.capture_privacy import CapturePerception, reduce_parsed, reduce_prompt_messages
 from server.capture_store import CaptureStore, CaptureStoreError
 from server.metrics import Metrics
 from server.redaction import Redactor
+from server.tool_mark import TOOL_HEADER, tool_mark
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +42,7 @@ HEADER_ALLOW_LIST = frozenset(
         "user-agent",
         "x-request-id",
         "x-prompt-template",
-        "x-perception-llm-tool",
+        TOOL_HEADER,
         "x-stainless-lang",
         "x-stainless-package-version",
         "x-stainless-runtime",
@@ -62,15 +59,6 @@ SUMMARY_CHARS = 160  # of each perceived value, in the timeline's summary column
 MAX_STORED_CHARS = 1_000_000  # per JSON column of a call; a bigger one is replaced by a note
 PRUNE_EVERY_SECONDS = 60.0
 _STOP = object()
-
-
-TOOL_HEADER = "x-perception-llm-tool"  # simulate, compare and eval mark their requests with it
-
-
-def tool_mark(headers: Mapping[str, str]) -> str | None:
-    """Which of our tools sent the request (`eval`, `compare`, `simulate`), or None."""
-    value = next((v for k, v in headers.items() if k.lower() == TOOL_HEADER), None)
-    return value[:32] if value else None
 
 
 def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from server.capture_settings import CaptureSettings
 from server.emotion_values import DEFAULT_EMOTION_MAP, DEFAULT_EMOTION_VALUES
-from server.prompt_split import Split, parse_split
+from server.experiment_settings import ExperimentSettings
 
 ENV_PREFIX = "PERCEPTION_LLM_"
 
 
-class Settings(CaptureSettings):
+class Settings(ExperimentSettings):
     """Everything an operator can configure, with safe defaults."""
 
     model_config = SettingsConfigDict(
@@ -182,14 +180,6 @@ class Settings(CaptureSettings):
             "`X-Prompt-Template` or query `?prompt=` choose one per request)."
         ),
     )
-    prompt_split: str = Field(
-        "",
-        description=(
-            "A/B split of templates over conversations, e.g. `default=50,minimal=50`: each "
-            "conversation id keeps one template for its whole life (a stable hash, the same on "
-            "every replica); a request's own choice still wins. Empty: no split."
-        ),
-    )
     prompts_dir: Path | None = Field(
         None,
         description="Directory of extra `NAME.j2` templates (a built-in name there overrides it).",
@@ -293,12 +283,6 @@ class Settings(CaptureSettings):
             raise ValueError("must not be empty or blank; unset it to run without a key")
         return value
 
-    @field_validator("prompt_split")
-    @classmethod
-    def _split_is_well_formed(cls, value: str) -> str:
-        parse_split(value)  # SplitError is a ValueError: one line naming the variable
-        return value
-
     @field_validator("emotion_values")
     @classmethod
     def _emotion_values_are_words(cls, values: list[str]) -> list[str]:
@@ -307,11 +291,6 @@ class Settings(CaptureSettings):
         if not words or not all(re.fullmatch(r"[a-z][a-z_-]{0,31}", word) for word in words):
             raise ValueError('must be a JSON list of plain words, e.g. ["neutral", "happy"]')
         return words
-
-    @cached_property
-    def split(self) -> Split:
-        """The parsed A/B split (validated when the settings were built)."""
-        return parse_split(self.prompt_split)
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction from anything relayed or logged."""
