@@ -35,24 +35,12 @@ logger = logging.getLogger(__name__)
 # Request headers worth keeping (what Tavus' client says about itself); never credentials.
 HEADER_ALLOW_LIST = frozenset(
     {
-        "conversation-id",
-        "conversation_id",
-        "x-conversation-id",
-        "content-type",
-        "user-agent",
-        "x-request-id",
-        "x-prompt-template",
-        TOOL_HEADER,
-        "x-stainless-lang",
-        "x-stainless-package-version",
-        "x-stainless-runtime",
-        "x-stainless-runtime-version",
-        "x-stainless-os",
-        "x-stainless-arch",
-        "x-stainless-retry-count",
-        "x-stainless-read-timeout",
+        "conversation-id", "conversation_id", "x-conversation-id", "content-type", "user-agent",
+        "x-request-id", "x-prompt-template", "x-stainless-lang", "x-stainless-package-version",
+        "x-stainless-runtime", "x-stainless-runtime-version", "x-stainless-os", "x-stainless-arch",
+        "x-stainless-retry-count", "x-stainless-read-timeout", TOOL_HEADER,
     }
-)
+)  # fmt: skip
 BATCH_SIZE = 100
 YIELD_SECONDS = 0.0005
 SUMMARY_CHARS = 160  # of each perceived value, in the timeline's summary column
@@ -80,6 +68,7 @@ class CallSnapshot:
     total_ms: float
     prompt_tokens: int
     shared: bool
+    emotion_repaired: bool
     error: str | None
     headers: dict[str, str]
     body: dict[str, Any]
@@ -309,6 +298,7 @@ class CallCapture:
                 }
             ),
             "tool": tool_mark(snapshot.headers),
+            "emotion_repaired": snapshot.emotion_repaired,
             "reply": self._json(
                 {
                     "text": snapshot.reply_text,

@@ -67,6 +67,8 @@ calls = Table(
     # Which of our own tools sent the call (`simulate`, `compare`, `eval`: their
     # `X-Perception-LLM-Tool` header), so experiments and statistics skip them; null: a client.
     Column("tool", String(32), nullable=True),
+    # The reply's Phoenix-4 emotion tag was inserted or corrected (null: recorded before v2).
+    Column("emotion_repaired", Boolean, nullable=True),
 )
 
 # Experiments (`perception-llm eval`, issue 25): runs, one row per reply with its assertions,
@@ -111,10 +113,13 @@ SUMMARY_COLUMNS = [c for c in calls.c if c.name not in ("headers", "request", "p
 
 
 def _add_tool_column_and_experiments(connection: Connection) -> None:
-    """v2 (issue 25): the `tool` mark on captured calls, and the experiment tables."""
-    # v1 creates the table from today's definition, so a fresh database has the column already.
-    if "tool" not in {column["name"] for column in inspect(connection).get_columns(calls.name)}:
-        connection.execute(text(f"ALTER TABLE {calls.name} ADD COLUMN tool VARCHAR(32)"))
+    """v2 (issue 25): the `tool` mark and `emotion_repaired` on captured calls, and the
+    experiment tables."""
+    # v1 creates the table from today's definition, so a fresh database has the columns already.
+    present = {column["name"] for column in inspect(connection).get_columns(calls.name)}
+    for name, kind in (("tool", "VARCHAR(32)"), ("emotion_repaired", "BOOLEAN")):
+        if name not in present:
+            connection.execute(text(f"ALTER TABLE {calls.name} ADD COLUMN {name} {kind}"))
     for table in EXPERIMENT_TABLES:
         table.create(connection, checkfirst=True)
 

@@ -112,15 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     calls = commands.add_parser(
         "calls",
-        help="captured calls (PERCEPTION_LLM_CAPTURE): list, show, export, replay",
+        help="captured calls (PERCEPTION_LLM_CAPTURE): list, show, export, replay, stats",
         description=(
             "Read the capture database (PERCEPTION_LLM_CAPTURE, or --db). `list` shows "
             "conversations (or one conversation's calls); `show` one call; `export` turns a "
             "conversation's latest call into a simulate scenario or a parser fixture; `replay` "
-            "runs that scenario through templates like `compare`."
+            "runs that scenario through templates like `compare`; `stats --by template` compares "
+            "the arms of an A/B split (PERCEPTION_LLM_PROMPT_SPLIT) with 95%% intervals."
         ),
     )
-    calls.add_argument("action", choices=["list", "show", "export", "replay"])
+    calls.add_argument("action", choices=["list", "show", "export", "replay", "stats"])
     calls.add_argument(
         "target", nargs="?", help="a conversation id (list/export/replay) or call id"
     )
@@ -132,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--url", help="replay: an endpoint's base_url (default: in-process)")
     calls.add_argument("--api-key", help="replay: Bearer key for --url")
     calls.add_argument("--model", help="replay: model name to send")
+    calls.add_argument(
+        "--by", choices=["template", "model"], default="template", help="stats: compare arms by"
+    )
+    calls.add_argument("--since", help="stats: only calls since 7d, 24h, 30m or a date")
+    calls.add_argument("--json", action="store_true", help="stats: print JSON")
 
     evaluate = commands.add_parser(
         "eval",

@@ -30,7 +30,7 @@ ALLOWED = {
 # The CLI's command modules may start the emulator: they are the user's entry point, not the app.
 CLI_EXCEPTIONS = {
     "server/commands/emulate.py": {"emulator"},
-    "server/commands/calls.py": {"emulator"},  # a captured call exported as a scenario
+    "server/commands/calls.py": {"emulator", "evals"},  # export as a scenario; A/B stats
     "server/commands/evaluate.py": {"evals"},  # `perception-llm eval`
 }
 MAX_LINES = 320

@@ -332,7 +332,7 @@ def test_a_v1_capture_database_is_upgraded_with_the_tool_column_and_experiment_t
     old_columns = ", ".join(
         f"{c.name} {'INTEGER PRIMARY KEY' if c.name == 'id' else 'TEXT'}"
         for c in calls.c
-        if c.name != "tool"
+        if c.name not in ("tool", "emotion_repaired")
     )
     with engine.begin() as connection:
         connection.execute(text(f"CREATE TABLE captured_calls ({old_columns})"))
@@ -341,7 +341,7 @@ def test_a_v1_capture_database_is_upgraded_with_the_tool_column_and_experiment_t
     store = CaptureStore(url)
     assert store.upgrade() == SCHEMA_VERSION == 2
     found = inspect(engine)
-    assert "tool" in {c["name"] for c in found.get_columns("captured_calls")}
+    assert {"tool", "emotion_repaired"} <= {c["name"] for c in found.get_columns("captured_calls")}
     assert {"eval_runs", "eval_replies", "eval_cache"} <= set(found.get_table_names())
     assert store.upgrade() == 2  # idempotent
     store.dispose()
