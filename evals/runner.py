@@ -151,7 +151,7 @@ class Runner:
             tokens = rendered.get("prompt_tokens")
             cell.prompt_tokens = tokens if isinstance(tokens, int) else None
         key = reply_key(self.options.target, body, cell.prompt_messages, cell.sample)
-        hit = self.store.cached(key) if self.store and self.options.use_cache else None
+        hit = await self.cached(key)
         if hit is not None:
             self.cache_hits += 1
             cell.reply, cell.ttft_ms, cell.cached = hit["reply"], hit["ttft_ms"], True
@@ -167,8 +167,7 @@ class Runner:
             else:
                 cell.reply = result.text
                 cell.ttft_ms = None if result.ttft is None else result.ttft * 1000
-                if self.store is not None:
-                    self.store.remember(key, {"reply": cell.reply, "ttft_ms": cell.ttft_ms})
+                await self.remember(key, {"reply": cell.reply, "ttft_ms": cell.ttft_ms})
         for spec in cell.case.assertions:
             cell.verdicts.append((spec, await self.verdict(spec, cell, judge)))
         self.report_progress(cell)
@@ -184,7 +183,7 @@ class Runner:
             return Verdict(None, "llm-rubric without a judge")
         messages = judge_messages(spec, cell.case, cell.reply)
         key = judge_key(self.judge.url, self.judge.model, messages, cell.sample)
-        hit = self.store.cached(key) if self.store and self.options.use_cache else None
+        hit = await self.cached(key)
         if hit is not None:
             self.cache_hits += 1
             answer = str(hit["answer"])
@@ -196,9 +195,19 @@ class Runner:
                 )
             except CallFailed as error:
                 return Verdict(None, str(error))
-            if self.store is not None:
-                self.store.remember(key, {"answer": answer})
+            await self.remember(key, {"answer": answer})
         return verdict_from(spec, answer)
+
+    # The store is synchronous (SQLAlchemy Core); a commit can take milliseconds on a busy disk,
+    # which on the event loop would hold up every other cell's stream: a worker thread does it.
+    async def cached(self, key: str) -> dict[str, Any] | None:
+        if self.store is None or not self.options.use_cache:
+            return None
+        return await asyncio.to_thread(self.store.cached, key)
+
+    async def remember(self, key: str, value: dict[str, Any]) -> None:
+        if self.store is not None:
+            await asyncio.to_thread(self.store.remember, key, value)
 
     async def render(
         self, session: aiohttp.ClientSession, body: dict[str, Any]

@@ -44,7 +44,10 @@ def format_terminal(summary: Summary, threshold: float) -> str:
         lines.append("* includes latencies recorded when the reply was cached")
     lines.append(f"\ntemplates (threshold {threshold:.0%}):")
     for t in summary.templates:
-        rate = "-" if t["pass_rate"] is None else f"{t['pass_rate']:.0%}"
+        if t["pass_rate"] is None:
+            lines.append(f"  {t['template']:<14} no assertions to count")
+            continue
+        rate = f"{t['pass_rate']:.0%}"
         verdict = "ok" if t["meets_threshold"] else "UNDER THRESHOLD"
         lines.append(
             f"  {t['template']:<14} {t['passed']}/{t['total']} passed ({rate}, "

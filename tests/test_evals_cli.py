@@ -319,22 +319,31 @@ def test_from_capture_replays_real_conversations_only(
     assert status == 2 and "cannot read" in err
 
 
-def test_a_v1_capture_database_is_upgraded_with_the_tool_column_and_experiment_tables(
-    tmp_path: Path,
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_v1_capture_database_is_upgraded_with_the_new_columns_and_experiment_tables(
+    tmp_path: Path, backend: str
 ) -> None:
     """A store written by the previous release (schema v1: no `tool`, no eval tables)."""
     from sqlalchemy import create_engine, inspect, text
 
-    from server.capture_store import SCHEMA_VERSION, CaptureStore, calls
+    from server.capture_store import SCHEMA_VERSION, CaptureStore, calls, engine_url
+    from tests.test_capture import postgres_url
 
-    url = f"sqlite:///{tmp_path}/old.db"
-    engine = create_engine(url)
+    url = f"sqlite:///{tmp_path}/old.db" if backend == "sqlite" else postgres_url()
+    engine = create_engine(engine_url(url))
     old_columns = ", ".join(
         f"{c.name} {'INTEGER PRIMARY KEY' if c.name == 'id' else 'TEXT'}"
         for c in calls.c
         if c.name not in ("tool", "emotion_repaired")
     )
     with engine.begin() as connection:
+        connection.execute(
+            text(
+                "DROP TABLE IF EXISTS captured_calls, capture_schema, eval_runs, eval_replies, eval_cache"
+            )
+            if backend == "postgresql"
+            else text("SELECT 1")
+        )
         connection.execute(text(f"CREATE TABLE captured_calls ({old_columns})"))
         connection.execute(text("CREATE TABLE capture_schema (version INTEGER NOT NULL)"))
         connection.execute(text("INSERT INTO capture_schema VALUES (1)"))
@@ -345,4 +354,7 @@ def test_a_v1_capture_database_is_upgraded_with_the_tool_column_and_experiment_t
     assert {"eval_runs", "eval_replies", "eval_cache"} <= set(found.get_table_names())
     assert store.upgrade() == 2  # idempotent
     store.dispose()
+    with engine.begin() as connection:  # leave PostgreSQL as the capture tests expect it
+        connection.execute(text("DROP TABLE captured_calls"))
+        connection.execute(text("DROP TABLE capture_schema"))
     engine.dispose()
