@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select
 
+from server.capture_settings import DEFAULT_EXPERIMENTS_URL
 from server.capture_store import CaptureStore, eval_cache, eval_replies, eval_runs
 
 if TYPE_CHECKING:  # the runner uses the store; the store only reads what the runner made
     from evals.report import Summary
     from evals.runner import Cell
 
-DEFAULT_URL = "sqlite:///perception-llm-evals.db"
+DEFAULT_URL = DEFAULT_EXPERIMENTS_URL
 
 
 class ExperimentStore:

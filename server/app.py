@@ -27,7 +27,7 @@ from server.metrics import Metrics
 from server.model_routing import ModelRouter
 from server.observability import RequestContextMiddleware
 from server.redaction import RedactingFilter, Redactor
-from server.routes import calls, chat, meta, perception, playground, prompts
+from server.routes import calls, chat, experiments, meta, perception, playground, prompts
 from server.services import Services
 from server.settings import Settings, load_settings
 from server.shutdown import install_drain_on_signals
@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(perception.router)
     app.include_router(prompts.router)
     app.include_router(calls.router)
+    app.include_router(experiments.router)
     if settings.playground:
         app.include_router(playground.router)
         app.include_router(playground.api)

@@ -2,6 +2,7 @@
 import { call, setApiKey, stream } from "./api.js";
 import * as calls from "./calls.js";
 import * as compose from "./compose.js";
+import * as experiments from "./experiments.js";
 import * as perception from "./perception.js";
 import * as prompts from "./prompts.js";
 
@@ -132,6 +133,7 @@ for (const column of columns) {
 async function start() {
   templates = (await call("/v1/prompts")).data;
   calls.start(showError);
+  experiments.start();
   columns.forEach((column, i) => {
     const select = column.querySelector(".template");
     select.replaceChildren(...templates.map((t) => new Option(t.name, t.name)));
