@@ -358,3 +358,29 @@ def test_a_v1_capture_database_is_upgraded_with_the_new_columns_and_experiment_t
         connection.execute(text("DROP TABLE captured_calls"))
         connection.execute(text("DROP TABLE capture_schema"))
     engine.dispose()
+
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def _stable(text: str) -> str:
+    """The output without what the README marks volatile: latencies, run number, seconds."""
+    import re
+
+    text = re.sub(r"\d+ ms\*? *", "N ms ", text)  # the column pads by the width of the number
+    return re.sub(r"took [\d.]+ s: (.*?); run #\d+ kept in .*", r"took: \1", text)
+
+
+def test_the_readme_shows_the_shipped_suite_and_what_it_prints(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    shipped = (
+        Path(__file__).resolve().parents[1] / "evals/examples/perception-basics.yaml"
+    ).read_text()
+    assert f"```yaml\n{shipped}```" in README
+    shown = README.split('--no-cache 2>/dev/null; echo "exit $?"\n```')[1]
+    shown = shown.split("```\n", 1)[1].split("\n```", 1)[0]
+    status, out, _ = run(
+        capsys, "perception-basics", "--no-cache", "--db", f"sqlite:///{tmp_path}/e.db"
+    )
+    assert _stable(out + f"exit {status}") == _stable(shown)
