@@ -384,3 +384,18 @@ def test_the_readme_shows_the_shipped_suite_and_what_it_prints(
         capsys, "perception-basics", "--no-cache", "--db", f"sqlite:///{tmp_path}/e.db"
     )
     assert _stable(out + f"exit {status}") == _stable(shown)
+
+
+def test_against_url_unknown_templates_are_refused_and_the_model_is_the_endpoints(
+    capsys: pytest.CaptureFixture[str], db: str, tmp_path: Path, live_url: str
+) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text("templates: [minimal, fancy]\ntests: [raven-cooking]\n")
+    status, _, err = run(capsys, str(suite), "--db", db, "--url", live_url + "/v1")
+    assert status == 2
+    assert f"templates[1]: {live_url}/v1 has no template 'fancy' (it has: default," in err
+    suite.write_text("templates: [minimal]\ntests: [raven-cooking]\n")
+    status, out, _ = run(capsys, str(suite), "--db", db, "--url", live_url + "/v1")
+    assert status == 0, out
+    assert "model: echo (the endpoint's; set `models` in the suite or --models to choose)" in out
+    assert "minimal        no assertions to count" in out

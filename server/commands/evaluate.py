@@ -11,12 +11,16 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
+import openai
+
+from emulator.stream import listed_model
 from evals.calls import RetryPolicy
 from evals.captured import captured_scenario, recent_conversations
 from evals.report import Summary, summarise
@@ -111,6 +115,41 @@ def write_reports(args: argparse.Namespace, summary: Summary, meta: dict[str, An
                 raise UsageError(f"cannot write {target}: {error.strerror}") from None
 
 
+def check_remote_templates(names: list[str], url: str, api_key: str | None, where: str) -> None:
+    """Names the endpoint does not list are refused before the run (an endpoint without
+    `/prompts` — not perception-llm — is taken at its word: its 400s become errored cells)."""
+    request = urllib.request.Request(url.rstrip("/") + "/prompts")  # noqa: S310  (http(s) base)
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            listed = {item.get("name") for item in json.load(response).get("data", [])}
+    except (OSError, ValueError, AttributeError):
+        return
+    for index, name in enumerate(names):
+        if listed and name not in listed:
+            known = ", ".join(sorted(str(n) for n in listed))
+            raise UsageError(
+                f"{where}: templates[{index}]: {url} has no template {name!r} (it has: {known})"
+            )
+
+
+def endpoint_model(url: str, api_key: str | None) -> str:
+    """The endpoint's own response model when the suite names none (as `compare` does): the
+    first it lists, preferring any over the offline `echo`."""
+
+    async def ask() -> str | None:
+        client = openai.AsyncOpenAI(base_url=url, api_key=api_key or "not-needed", max_retries=0)
+        try:
+            return await listed_model(client)
+        finally:
+            await client.close()
+
+    model = asyncio.run(ask()) or "echo"
+    print(f"model: {model} (the endpoint's; set `models` in the suite or --models to choose)")
+    return model
+
+
 def evaluate(args: argparse.Namespace) -> int:
     if args.suite is None and args.from_capture is None:
         raise UsageError("give a SUITE file (or a shipped name) or --from-capture N")
@@ -151,10 +190,12 @@ def evaluate(args: argparse.Namespace) -> int:
             target = "in-process"
         elif any(t.endswith(".j2") for t in suite.templates):
             raise UsageError("template files need the in-process server (drop --url)")
+        else:
+            check_remote_templates(names, url, api_key, str(path))
         models = (
             [m.strip() for m in args.models.split(",") if m.strip()]
             if args.models
-            else suite.models or ["echo"]
+            else suite.models or [endpoint_model(url, api_key)]
         )
         options = RunOptions(
             url=url,
