@@ -399,3 +399,13 @@ def test_against_url_unknown_templates_are_refused_and_the_model_is_the_endpoint
     assert status == 0, out
     assert "model: echo (the endpoint's; set `models` in the suite or --models to choose)" in out
     assert "minimal        no assertions to count" in out
+
+
+@pytest.mark.parametrize(
+    "flags", [["-j", "0"], ["--max-calls", "0"], ["--attempts", "0"], ["--from-capture", "0"]]
+)
+def test_numbers_below_one_are_refused_not_hung(
+    capsys: pytest.CaptureFixture[str], flags: list[str]
+) -> None:
+    status, _, err = run(capsys, "perception-basics", *flags)
+    assert status == 2 and f"{flags[0]} must be at least 1, got 0" in err

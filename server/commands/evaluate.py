@@ -153,6 +153,14 @@ def endpoint_model(url: str, api_key: str | None) -> str:
 def evaluate(args: argparse.Namespace) -> int:
     if args.suite is None and args.from_capture is None:
         raise UsageError("give a SUITE file (or a shipped name) or --from-capture N")
+    for flag, value in (
+        ("-j", args.concurrency),
+        ("--max-calls", args.max_calls),
+        ("--attempts", args.attempts),
+        ("--from-capture", 1 if args.from_capture is None else args.from_capture),
+    ):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
     settings = settings_or_error()
     store = open_store(args.db or settings.capture or DEFAULT_URL)
     with ExitStack() as stack:
