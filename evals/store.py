@@ -112,9 +112,3 @@ class ExperimentStore:
             },
         }
         return self.save_run(run, replies)
-
-    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
-        columns = [c for c in eval_runs.c if c.name != "summary"]
-        query = select(*columns).order_by(eval_runs.c.id.desc()).limit(limit)
-        with self.engine.connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(query)]
