@@ -9,7 +9,9 @@ statistics, reports, and runs kept in the capture store for the playground.
     cache.py       the reply cache, keyed by what the reply depends on
     runner.py      the matrix, run with bounded concurrency
     stats.py       Wilson intervals, percentiles
-    report.py      the table, the failures, JSON and HTML reports
+    report.py      the matrix rows, templates against the threshold, winners, failures
+    views.py       the terminal table and the self-contained HTML page
     store.py       runs kept in the capture database (or a local SQLite file)
     captured.py    captured calls as tests (`capture:ID`, `--from-capture N`)
+    arms.py        A/B arms compared on real captured calls (`calls stats --by template`)
 """
