@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import openai
 
-from emulator.stream import EndpointError, KeyRefusedError, StreamResult, run_stream
+from emulator.stream import EndpointError, KeyRefusedError, StreamResult, listed_model, run_stream
 
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -95,3 +95,12 @@ async def judge_reply(client: openai.AsyncOpenAI, model: str, messages: list[Any
     choices = completion.choices or []
     content = choices[0].message.content if choices else None
     return content or ""
+
+
+async def listed_by(url: str, api_key: str | None) -> str | None:
+    """The endpoint's first listed model (any over `echo`), as `compare` chooses one."""
+    client = openai.AsyncOpenAI(base_url=url, api_key=api_key or "not-needed", max_retries=0)
+    try:
+        return await listed_model(client)
+    finally:
+        await client.close()

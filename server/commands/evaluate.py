@@ -18,10 +18,7 @@ from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
-import openai
-
-from emulator.stream import listed_model
-from evals.calls import RetryPolicy
+from evals.calls import RetryPolicy, listed_by
 from evals.captured import captured_scenario, recent_conversations
 from evals.report import Summary, summarise
 from evals.runner import Runner, RunOptions
@@ -138,14 +135,7 @@ def endpoint_model(url: str, api_key: str | None) -> str:
     """The endpoint's own response model when the suite names none (as `compare` does): the
     first it lists, preferring any over the offline `echo`."""
 
-    async def ask() -> str | None:
-        client = openai.AsyncOpenAI(base_url=url, api_key=api_key or "not-needed", max_retries=0)
-        try:
-            return await listed_model(client)
-        finally:
-            await client.close()
-
-    model = asyncio.run(ask()) or "echo"
+    model = asyncio.run(listed_by(url, api_key)) or "echo"
     print(f"model: {model} (the endpoint's; set `models` in the suite or --models to choose)")
     return model
 
