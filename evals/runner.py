@@ -31,7 +31,7 @@ from server.tool_mark import TOOL_HEADER
 @dataclass
 class RunOptions:
     url: str  # the endpoint's base URL (…/v1)
-    target: str  # what the cache keys on: "in-process" or the --url
+    target: str  # what the cache keys on: the in-process upstream, or the --url
     api_key: str | None = None
     concurrency: int = 4
     use_cache: bool = True

@@ -409,3 +409,25 @@ def test_numbers_below_one_are_refused_not_hung(
 ) -> None:
     status, _, err = run(capsys, "perception-basics", *flags)
     assert status == 2 and f"{flags[0]} must be at least 1, got 0" in err
+
+
+def test_the_cache_does_not_hand_back_another_upstreams_reply(
+    capsys: pytest.CaptureFixture[str], db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fake_upstream import text_reply
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "templates: [minimal]\nmodels: [up-model]\ntests: [raven-cooking]\n"
+        "defaultTest: {assert: [{type: contains, value: alpha}]}\n"
+    )
+    monkeypatch.setenv("PERCEPTION_LLM_UPSTREAM_CHECK", "false")
+    outcomes = []
+    for word in ("alpha", "beta"):
+        fake = FakeUpstream()
+        fake.script = [text_reply(word)]
+        with fake.serving():
+            monkeypatch.setenv("PERCEPTION_LLM_UPSTREAM_BASE_URL", fake.base_url)
+            status, out, _ = run(capsys, str(suite), "--db", db)
+        outcomes.append((status, "1 model calls" in out))
+    assert outcomes == [(0, True), (1, True)]  # the second upstream was asked, and said beta

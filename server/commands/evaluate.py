@@ -178,6 +178,7 @@ def evaluate(args: argparse.Namespace) -> int:
             raise UsageError(f"{path}: tests: the suite has no tests")
         names = [Path(t).stem if t.endswith(".j2") else t for t in suite.templates]
         url, api_key, target = args.url, args.api_key, args.url
+        cache_target = args.url
         if url is None:
             settings = template_dir(suite, base, settings, stack)
             check_templates(names, settings, str(path))
@@ -185,7 +186,9 @@ def evaluate(args: argparse.Namespace) -> int:
             settings = settings.model_copy(update={"fallback_text": ""})
             url = stack.enter_context(running_server(settings)) + "/v1"
             api_key = settings.api_key.get_secret_value() if settings.api_key else None
+            # The cache must not hand back another upstream's reply under the same model name.
             target = "in-process"
+            cache_target = f"in-process {settings.upstream_base_url} {settings.upstream_model}"
         elif any(t.endswith(".j2") for t in suite.templates):
             raise UsageError("template files need the in-process server (drop --url)")
         else:
@@ -197,7 +200,7 @@ def evaluate(args: argparse.Namespace) -> int:
         )
         options = RunOptions(
             url=url,
-            target=target,
+            target=cache_target,
             api_key=api_key,
             concurrency=args.concurrency,
             use_cache=not args.no_cache,
