@@ -431,3 +431,24 @@ def test_the_cache_does_not_hand_back_another_upstreams_reply(
             status, out, _ = run(capsys, str(suite), "--db", db)
         outcomes.append((status, "1 model calls" in out))
     assert outcomes == [(0, True), (1, True)]  # the second upstream was asked, and said beta
+
+
+def test_an_upstream_outage_in_process_is_errored_not_the_spoken_fallback(
+    capsys: pytest.CaptureFixture[str], db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tavus hears a fallback line when the upstream fails; an experiment must not grade it."""
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "templates: [minimal]\nmodels: [up-model]\ntests: [raven-cooking]\n"
+        "defaultTest: {assert: [{type: not-icontains, value: banana}]}\n"
+    )
+    monkeypatch.setenv("PERCEPTION_LLM_UPSTREAM_CHECK", "false")
+    fake = FakeUpstream()
+    fake.script = [Reply(status=503, error={"error": {"message": "down"}})]
+    with fake.serving():
+        monkeypatch.setenv("PERCEPTION_LLM_UPSTREAM_BASE_URL", fake.base_url)
+        status, out, err = run(capsys, str(suite), "--db", db, "--attempts", "2")
+    assert status == 2, out
+    assert "not-icontains ERRORED: no reply: model failed after 2 tries" in out
+    assert "train of thought" not in out  # the fallback line was not graded as a reply
+    assert "Traceback" not in err
