@@ -22,6 +22,7 @@ from emulator.conformance import CHECKS, conformance, emotion_problems
 from emulator.endpoint_metrics import upstream_calls_saved
 from emulator.stream import StreamResult, listed_model, run_stream
 from scenarios import Scenario
+from server.tool_mark import TOOL_HEADER
 
 CONFIG_CHECK_ID = "tavus-openai-compat-test"
 
@@ -36,6 +37,7 @@ class SimulateOptions:
     query: dict[str, str] = field(default_factory=dict)
     extra_body: dict[str, Any] = field(default_factory=dict)
     quiet: bool = False  # no live text (for --json)
+    tool: str = "simulate"  # the mark a captured call keeps (server/tool_mark.py)
 
 
 @dataclass
@@ -54,7 +56,8 @@ def make_client(options: SimulateOptions, conversation_id: str) -> openai.AsyncO
     return openai.AsyncOpenAI(
         base_url=options.url,
         api_key=options.api_key or "not-needed",
-        default_headers={"conversation-id": conversation_id, **options.headers},
+        default_headers={"conversation-id": conversation_id, TOOL_HEADER: options.tool}
+        | options.headers,
         default_query=options.query or None,
         max_retries=0,
         timeout=30,

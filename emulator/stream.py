@@ -25,6 +25,10 @@ class EndpointError(Exception):
     """The endpoint cannot be used at all (unreachable, wrong key): one line, exit status 2."""
 
 
+class KeyRefusedError(EndpointError):
+    """The endpoint refused the API key (401/403): retrying cannot help."""
+
+
 @dataclass
 class StreamResult:
     status: int = 0
@@ -210,7 +214,7 @@ async def run_stream(
             if not result.abandoned:
                 checker.finish()
     except openai.AuthenticationError as error:
-        raise EndpointError(
+        raise KeyRefusedError(
             f"the endpoint refused the API key (HTTP {error.status_code})"
         ) from None
     except openai.APIStatusError as error:

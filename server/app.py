@@ -27,7 +27,7 @@ from server.metrics import Metrics
 from server.model_routing import ModelRouter
 from server.observability import RequestContextMiddleware
 from server.redaction import RedactingFilter, Redactor
-from server.routes import calls, chat, meta, perception, playground, prompts
+from server.routes import calls, chat, experiments, meta, perception, playground, prompts
 from server.services import Services
 from server.settings import Settings, load_settings
 from server.shutdown import install_drain_on_signals
@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Loaded (and test-rendered) here, so a broken user template stops start-up with its name.
     templates = TemplateLibrary(settings.prompts_dir)
     templates.get(settings.prompt)
+    for name, _ in settings.split:  # an A/B arm naming no template stops start-up, not a call
+        templates.get(name)
     lag = LoopLagMonitor(settings.max_loop_lag_seconds)
     gate = ConcurrencyGate(settings.max_concurrent_streams, lag)
     replica = settings.replica_name(settings.port)
@@ -122,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(perception.router)
     app.include_router(prompts.router)
     app.include_router(calls.router)
+    app.include_router(experiments.router)
     if settings.playground:
         app.include_router(playground.router)
         app.include_router(playground.api)

@@ -22,37 +22,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perception import Conversation, system_text_parts
-from server.capture_privacy import (
-    CapturePerception,
-    reduce_parsed,
-    reduce_prompt_messages,
-)
+from server.capture_privacy import CapturePerception, reduce_parsed, reduce_prompt_messages
 from server.capture_store import CaptureStore, CaptureStoreError
 from server.metrics import Metrics
 from server.redaction import Redactor
+from server.tool_mark import TOOL_HEADER, tool_mark
 
 logger = logging.getLogger(__name__)
 
 # Request headers worth keeping (what Tavus' client says about itself); never credentials.
 HEADER_ALLOW_LIST = frozenset(
     {
-        "conversation-id",
-        "conversation_id",
-        "x-conversation-id",
-        "content-type",
-        "user-agent",
-        "x-request-id",
-        "x-prompt-template",
-        "x-stainless-lang",
-        "x-stainless-package-version",
-        "x-stainless-runtime",
-        "x-stainless-runtime-version",
-        "x-stainless-os",
-        "x-stainless-arch",
-        "x-stainless-retry-count",
-        "x-stainless-read-timeout",
+        "conversation-id", "conversation_id", "x-conversation-id", "content-type", "user-agent",
+        "x-request-id", "x-prompt-template", "x-stainless-lang", "x-stainless-package-version",
+        "x-stainless-runtime", "x-stainless-runtime-version", "x-stainless-os", "x-stainless-arch",
+        "x-stainless-retry-count", "x-stainless-read-timeout", TOOL_HEADER,
     }
-)
+)  # fmt: skip
 BATCH_SIZE = 100
 YIELD_SECONDS = 0.0005
 SUMMARY_CHARS = 160  # of each perceived value, in the timeline's summary column
@@ -80,6 +66,7 @@ class CallSnapshot:
     total_ms: float
     prompt_tokens: int
     shared: bool
+    emotion_repaired: bool
     error: str | None
     headers: dict[str, str]
     body: dict[str, Any]
@@ -310,6 +297,8 @@ class CallCapture:
                     "messages": reduce_prompt_messages(snapshot.prompt_messages, self.perception),
                 }
             ),
+            "tool": tool_mark(snapshot.headers),
+            "emotion_repaired": snapshot.emotion_repaired,
             "reply": self._json(
                 {
                     "text": snapshot.reply_text,

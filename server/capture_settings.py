@@ -8,6 +8,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings
 
 DEFAULT_CAPTURE_URL = "sqlite:///perception-llm-calls.db"
+# Where `perception-llm eval` keeps runs without a capture database (the playground reads it).
+DEFAULT_EXPERIMENTS_URL = "sqlite:///perception-llm-evals.db"
 
 
 class CaptureSettings(BaseSettings):

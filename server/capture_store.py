@@ -65,7 +65,50 @@ calls = Table(
     Column("parsed", Text, nullable=False),  # JSON: mode, observations, issues, instructions
     Column("prompt", Text, nullable=False),  # JSON: template, messages, tokens, what was dropped
     Column("reply", Text, nullable=False),  # JSON: text, tool calls, finish reason
+    # Which of our own tools sent the call (`simulate`, `compare`, `eval`: their
+    # `X-Perception-LLM-Tool` header), so experiments and statistics skip them; null: a client.
+    Column("tool", String(32), nullable=True),
+    # The reply's Phoenix-4 emotion tag was inserted or corrected (null: recorded before v2).
+    Column("emotion_repaired", Boolean, nullable=True),
 )
+
+# Experiments (`perception-llm eval`, issue 25): runs, one row per reply with its assertions,
+# and the reply cache that makes an unchanged rerun free.
+eval_runs = Table(
+    "eval_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", Float, nullable=False, index=True),
+    Column("seconds", Float, nullable=False),
+    Column("suite", String(256), nullable=False),  # its name
+    Column("status", String(16), nullable=False),  # passed, failed, incomplete
+    Column("target", String(512), nullable=False),  # in-process, or the --url
+    Column("summary", Text, nullable=False),  # JSON: the matrix rows, calls, cache hits
+)
+eval_replies = Table(
+    "eval_replies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, nullable=False, index=True),
+    Column("test", String(256), nullable=False),
+    Column("template", String(256), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("sample", Integer, nullable=False),
+    Column("cached", Boolean, nullable=False),
+    Column("ttft_ms", Float, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("reply", Text, nullable=False),
+    Column("prompt", Text, nullable=False),  # JSON: the exact messages the model got
+    Column("assertions", Text, nullable=False),  # JSON: type, passed, reason, score, error
+)
+eval_cache = Table(
+    "eval_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),  # SHA-256 of what the reply depends on
+    Column("created_at", Float, nullable=False),
+    Column("value", Text, nullable=False),  # JSON
+)
+EXPERIMENT_TABLES = (eval_runs, eval_replies, eval_cache)
 
 SUMMARY_COLUMNS = [c for c in calls.c if c.name not in ("headers", "request", "parsed", "prompt")]
 
@@ -77,10 +120,23 @@ def add_replica_column(connection: Connection) -> None:
         connection.execute(text("ALTER TABLE captured_calls ADD COLUMN replica VARCHAR(128)"))
 
 
+def _add_tool_column_and_experiments(connection: Connection) -> None:
+    """v3 (issue 25): the `tool` mark and `emotion_repaired` on captured calls, and the
+    experiment tables."""
+    # v1 creates the table from today's definition, so a fresh database has the columns already.
+    present = {column["name"] for column in inspect(connection).get_columns(calls.name)}
+    for name, kind in (("tool", "VARCHAR(32)"), ("emotion_repaired", "BOOLEAN")):
+        if name not in present:
+            connection.execute(text(f"ALTER TABLE {calls.name} ADD COLUMN {name} {kind}"))
+    for table in EXPERIMENT_TABLES:
+        table.create(connection, checkfirst=True)
+
+
 # Version n is reached by running MIGRATIONS[n - 1]; append, never edit a shipped one.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     lambda connection: calls.create(connection, checkfirst=True),
     add_replica_column,
+    _add_tool_column_and_experiments,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 MIGRATION_LOCK = 0x7065_7263_6C6C6D  # a constant key for PostgreSQL's advisory lock ("percllm")

@@ -26,6 +26,7 @@ examples:
   cat request.json | perception-llm parse -
   perception-llm serve --capture               # record calls; then: perception-llm calls list
   perception-llm calls export CONVERSATION_ID --as scenario --out my-call.json
+  perception-llm eval perception-basics        # prompt experiments: assertions, pass rates
 """
 
 
@@ -179,15 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     calls = commands.add_parser(
         "calls",
-        help="captured calls (PERCEPTION_LLM_CAPTURE): list, show, export, replay",
+        help="captured calls (PERCEPTION_LLM_CAPTURE): list, show, export, replay, stats",
         description=(
             "Read the capture database (PERCEPTION_LLM_CAPTURE, or --db). `list` shows "
             "conversations (or one conversation's calls); `show` one call; `export` turns a "
             "conversation's latest call into a simulate scenario or a parser fixture; `replay` "
-            "runs that scenario through templates like `compare`."
+            "runs that scenario through templates like `compare`; `stats --by template` compares "
+            "the arms of an A/B split (PERCEPTION_LLM_PROMPT_SPLIT) with 95%% intervals."
         ),
     )
-    calls.add_argument("action", choices=["list", "show", "export", "replay"])
+    calls.add_argument("action", choices=["list", "show", "export", "replay", "stats"])
     calls.add_argument(
         "target", nargs="?", help="a conversation id (list/export/replay) or call id"
     )
@@ -199,6 +201,52 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--url", help="replay: an endpoint's base_url (default: in-process)")
     calls.add_argument("--api-key", help="replay: Bearer key for --url")
     calls.add_argument("--model", help="replay: model name to send")
+    calls.add_argument(
+        "--by", choices=["template", "model"], default="template", help="stats: compare arms by"
+    )
+    calls.add_argument("--since", help="stats: only calls since 7d, 24h, 30m or a date")
+    calls.add_argument("--json", action="store_true", help="stats: print JSON")
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="run an eval suite: assertions over templates x models, pass rates, exit status",
+        description=(
+            "Run SUITE (a JSON or YAML file, or a shipped example such as perception-basics): "
+            "every test x template x model x sample gets a reply, checked by its assertions. "
+            "Prints the matrix with 95%% Wilson intervals, the winner per assertion and the "
+            "failing replies; keeps the run in the capture database (else a local SQLite file) "
+            "for the playground. Exit 0: every template reached the threshold; 1: one did not; "
+            "2: a bad suite, or errored cells (a model or judge outage)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  perception-llm eval perception-basics          # the shipped example, offline\n"
+            "  perception-llm eval suite.yaml -j 8 --json results.json --html results.html\n"
+            "  perception-llm eval --from-capture 20 --templates default,minimal\n"
+            "  perception-llm eval suite.yaml --url http://127.0.0.1:8000/v1 --models gpt-4o-mini"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("suite", nargs="?", metavar="SUITE", help="suite file or shipped name")
+    evaluate.add_argument("--url", help="an endpoint's base_url (default: this server in process)")
+    evaluate.add_argument("--api-key", help="Bearer key for --url")
+    evaluate.add_argument("--models", help="comma-separated models (default: the suite's)")
+    evaluate.add_argument("--templates", help="comma-separated templates (default: the suite's)")
+    evaluate.add_argument(
+        "--from-capture",
+        type=int,
+        metavar="N",
+        help="also replay the last N captured conversations",
+    )
+    evaluate.add_argument("--db", help="store for runs and the cache (default: capture database)")
+    evaluate.add_argument("-j", "--concurrency", type=int, default=4, help="cells at once")
+    evaluate.add_argument("--no-cache", action="store_true", help="resample every reply")
+    evaluate.add_argument(
+        "--max-calls", type=int, default=500, help="hard cap on model + judge calls (retries too)"
+    )
+    evaluate.add_argument("--attempts", type=int, default=4, help="tries per call (429/5xx)")
+    evaluate.add_argument("--json", metavar="FILE", help="write the rows as JSON")
+    evaluate.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
 
     parse = commands.add_parser("parse", help="print the perception parsed from a request")
     parse.add_argument(
@@ -216,6 +264,7 @@ COMMANDS = {
     "simulate": ("emulate", "run_simulate"),
     "compare": ("emulate", "run_compare"),
     "calls": ("calls", "calls"),
+    "eval": ("evaluate", "evaluate"),
 }
 
 

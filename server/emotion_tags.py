@@ -13,7 +13,7 @@ replies, replies without content and requests without the rule are untouched.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from perception import Conversation, EmotionRule
@@ -116,9 +116,13 @@ def event_end(event: ResponseEvent) -> tuple[str | None, dict[str, int] | None]:
 
 
 async def with_emotion_tag(
-    events: AsyncIterator[ResponseEvent], policy: EmotionPolicy, chosen: str
+    events: AsyncIterator[ResponseEvent],
+    policy: EmotionPolicy,
+    chosen: str,
+    on_repair: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[ResponseEvent]:
-    """`events` with the reply's first content guaranteed to begin with one emotion tag."""
+    """`events` with the reply's first content guaranteed to begin with one emotion tag;
+    `on_repair` is told when the model's own start was changed (for the A/B statistics)."""
     text = ""  # content held back while the reply's start is undecided
     held: list[ResponseEvent] = []  # contentless events that arrived behind it
     try:
@@ -130,6 +134,8 @@ async def with_emotion_tag(
                 final = event.finish_reason is not None
                 start = repaired_start(text, policy, chosen, final)
                 if start is not None:
+                    if start != text:
+                        on_repair()
                     if not held:
                         yield ResponseEvent({**delta, "content": start}, *event_end(event))
                         break
@@ -140,7 +146,9 @@ async def with_emotion_tag(
                 yield event  # a tool call, or a reply without content: untouched
                 break
             elif text and event.finish_reason is not None:
-                yield ResponseEvent({"content": final_start(text, policy, chosen)})
+                if (start := final_start(text, policy, chosen)) != text:
+                    on_repair()
+                yield ResponseEvent({"content": start})
                 held.append(event)
                 break
             elif text:
@@ -149,7 +157,9 @@ async def with_emotion_tag(
                 yield event
         else:
             if text:  # the stream ended while the start was undecided
-                yield ResponseEvent({"content": final_start(text, policy, chosen)})
+                if (start := final_start(text, policy, chosen)) != text:
+                    on_repair()
+                yield ResponseEvent({"content": start})
         for waiting in held:
             yield waiting
         async for event in events:

@@ -63,6 +63,7 @@ class CaptureContext:
             total_ms=record.total_ms or 0.0,
             prompt_tokens=record.prompt_tokens,
             shared=record.shared,
+            emotion_repaired=record.emotion_repaired,
             error=record.error,
             headers=self.headers,
             body=self.prepared.body,
@@ -172,7 +173,8 @@ class Completion:
         if rule is None or not settings.emotion_tags:
             return events
         policy = EmotionPolicy.for_rule(rule, settings.emotion_values, settings.emotion_map)
-        return with_emotion_tag(events, policy, policy.for_conversation(self.job.conversation))
+        chosen = policy.for_conversation(self.job.conversation)
+        return with_emotion_tag(events, policy, chosen, self.record.emotion_repaired_now)
 
     @staticmethod
     async def _chained(

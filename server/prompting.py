@@ -2,7 +2,8 @@
 
 Precedence, each a place a Tavus persona can set it: body field `prompt`
 (`extra_body`), header `X-Prompt-Template` (`headers`), query `?prompt=` (`default_query`), then
-the `PERCEPTION_LLM_PROMPT` setting. `prompt` is our knob: it is never forwarded upstream.
+the A/B split's arm for the conversation id (`PERCEPTION_LLM_PROMPT_SPLIT`, server/prompt_split.py),
+then the `PERCEPTION_LLM_PROMPT` setting. `prompt` is our knob: it is never forwarded upstream.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from fastapi import Request
 from perception import Conversation
 from prompts.render import RenderedPrompt, render_prompt
 from prompts.templates import PromptTemplate, TemplateError, TemplateLibrary
+from server.control import conversation_id_of
 from server.errors import InvalidRequestError
+from server.prompt_split import split_template
 from server.services import services
 from server.settings import Settings
 
@@ -34,6 +37,7 @@ def chosen_template_name(body: dict[str, Any], request: Request, settings: Setti
     return (
         request.headers.get(PROMPT_HEADER)
         or request.query_params.get(PROMPT_QUERY)
+        or split_template(settings.split, conversation_id_of(request.headers))
         or settings.prompt
     )
 

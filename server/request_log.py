@@ -42,6 +42,7 @@ class CompletionRecord:
     error: str | None = None
     prompt_tokens: int = 0
     shared: bool = False  # answered from an identical request's upstream generation
+    emotion_repaired: bool = False  # the Phoenix-4 emotion tag was inserted or corrected
     # The reply as the client got it, kept only when calls are captured (server/capture.py).
     capturing: bool = False
     reply_parts: list[str] = field(default_factory=list)
@@ -49,6 +50,9 @@ class CompletionRecord:
     finish_reason: str | None = None
     total_ms: float | None = None
     fallback: str | None = None  # why the fallback line was spoken (server/fallback_marker.py)
+
+    def emotion_repaired_now(self) -> None:
+        self.emotion_repaired = True
 
     def ended_by(self, error: BaseException, message: str | None = None) -> None:
         """Record how `error` ended the completion (its outcome, and what to log of it)."""

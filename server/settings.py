@@ -15,14 +15,14 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from server.capture_settings import CaptureSettings
 from server.emotion_values import DEFAULT_EMOTION_MAP, DEFAULT_EMOTION_VALUES
+from server.experiment_settings import ExperimentSettings
 from server.replica_settings import ReplicaSettings
 
 ENV_PREFIX = "PERCEPTION_LLM_"
 
 
-class Settings(CaptureSettings, ReplicaSettings):
+class Settings(ExperimentSettings, ReplicaSettings):
     """Everything an operator can configure, with safe defaults."""
 
     model_config = SettingsConfigDict(

@@ -3,8 +3,9 @@
 The conventions (also in the README's Development section):
 
 - Every fenced block has a language: `sh` (commands, run one by one), `python` (run as a
-  script), `json` (parsed; a scenario is validated), `jinja` (a template: loaded and rendered),
-  or `text` (not code: layouts, synopses, shown output).
+  script), `json` (parsed; a scenario is validated), `yaml` (parsed; an eval suite, or a part
+  of one, is validated), `jinja` (a template: loaded and rendered), or `text` (not code:
+  layouts, synopses, shown output).
 - `<!-- not-run: reason -->` on the line directly before a block's opening fence: the block
   cannot run here (Docker, systemd, hosted providers...). tests/test_readme.py lists them all.
 - `<!-- output -->` on the line directly before a `text` block: what the block before it prints
@@ -17,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-RUNNABLE = ("sh", "python", "json", "jinja")
+RUNNABLE = ("sh", "python", "json", "yaml", "jinja")
 LANGUAGES = (*RUNNABLE, "text")
 NOT_RUN = re.compile(r"<!-- not-run: (\S.*\S) -->")
 OUTPUT_MARK = "<!-- output -->"
@@ -111,6 +112,9 @@ VOLATILE = [
     (re.compile(r"\bcall_[0-9A-Za-z]+"), "call_ID"),
     (re.compile(r"\bsim-[0-9a-f]{12}\b"), "sim-ID"),
     (re.compile(r"(\u27e6/?perception )[0-9a-f]+"), r"\1NONCE"),
+    (re.compile(r"\brun #\d+"), "run #N"),  # eval runs kept in a store
+    # Aligned tables pad a column by the width of a (volatile) number before it.
+    (re.compile(r" {2,}"), "  "),
 ]
 
 

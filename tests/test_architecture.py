@@ -6,6 +6,7 @@ emulator, and no module grows past what one concern needs.
     scenarios   → pydantic only (Tavus encoding of scripted turns)
     server      → prompts, perception, scenarios (never emulator, except its CLI commands)
     emulator    → scenarios, server.inprocess (to start a local server for `compare`)
+    evals       → emulator (its client), scenarios, prompts, perception, server (the store)
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ ALLOWED = {
     "scenarios": {"scenarios"},
     "server": {"server", "prompts", "perception", "scenarios"},
     "emulator": {"emulator", "scenarios", "server", "perception"},
+    "evals": {"evals", "emulator", "scenarios", "server", "prompts", "perception"},
 }
 # The CLI's command modules may start the emulator: they are the user's entry point, not the app.
 CLI_EXCEPTIONS = {
     "server/commands/emulate.py": {"emulator"},
-    "server/commands/calls.py": {"emulator"},  # a captured call exported as a scenario
+    "server/commands/calls.py": {"emulator", "evals"},  # export as a scenario; A/B stats
+    "server/commands/evaluate.py": {"evals"},  # `perception-llm eval`
 }
 MAX_LINES = 320
 
@@ -64,7 +67,7 @@ def test_modules_stay_small(path: Path) -> None:
 def test_the_running_app_does_not_import_the_emulator_or_the_openai_sdk() -> None:
     code = (
         "import sys, server.app; server.app.create_app(); "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('emulator', 'openai')))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('emulator', 'evals', 'openai')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],

@@ -263,13 +263,15 @@ def test_retention_by_age_and_count(store_url: str) -> None:
 
 
 def test_a_version_1_store_gains_the_replica_column_and_keeps_its_calls(store_url: str) -> None:
-    """Schema v2 (issue 26): a store written by the previous release is upgraded in place."""
+    """Schema v2 (issue 26): a store written by the previous release is upgraded in place (to
+    the newest version, v3 since issue 25's experiment tables)."""
     from sqlalchemy import MetaData, Table, insert
 
     from server.capture_store import calls, schema
 
     old = MetaData()
-    v1_calls = Table(calls.name, old, *[c._copy() for c in calls.c if c.name != "replica"])
+    added_later = {"replica", "tool", "emotion_repaired"}
+    v1_calls = Table(calls.name, old, *[c._copy() for c in calls.c if c.name not in added_later])
     v1_schema = Table(schema.name, old, *[c._copy() for c in schema.c])
     engine = create_engine(engine_url(store_url))
     row = {c.name: 0 for c in v1_calls.c if c.name != "id"}
@@ -282,13 +284,13 @@ def test_a_version_1_store_gains_the_replica_column_and_keeps_its_calls(store_ur
         connection.execute(insert(v1_calls).values(**row))
     engine.dispose()
     store = CaptureStore(store_url)
-    assert store.upgrade() == 2
+    assert store.upgrade() == 3
     (kept,) = store.calls_of("c1")
     assert kept["request_id"] == "r1" and kept["replica"] is None
     store.write([{**row, "conversation_id": "c1", "request_id": "r2", "replica": "pod-1"}])
     assert [c["replica"] for c in store.calls_of("c1")] == [None, "pod-1"]
     assert store.conversations()[0]["replicas"] == 1  # calls from before replicas had names
-    assert store.upgrade() == 2  # and again: nothing to do
+    assert store.upgrade() == 3  # and again: nothing to do
     store.dispose()
 
 

@@ -9,7 +9,7 @@ later block talks to (`127.0.0.1:8000` in a block is that server's real port). E
 command then runs in that folder with bash, with no `PERCEPTION_LLM_*` variables and no venv on
 PATH, and must exit 0; another `serve` runs until it answers `/healthz`, then gets SIGTERM and
 must exit 0. `python` blocks run with that venv's Python, `json` blocks must parse (a scenario
-must load), a `jinja` block is loaded as a template and renders a sample.
+must load), `yaml` blocks must load as an eval suite, a `jinja` block is loaded as a template and renders a sample.
 
 Why not `pytest-examples` or `mktestdocs`: both run Python (mktestdocs also bash) blocks in
 isolation; neither checks a shell command's output, starts the server a block talks to, marks
@@ -32,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
+from evals.suite import Suite
 from scenarios.model import Scenario
 from tests.readme_blocks import Block, commands, matches, normalise, read_blocks
 
@@ -47,6 +49,8 @@ NOT_RUN = {
     "PERCEPTION_LLM_CAPTURE=postgresql://user:pass@db/calls .venv/bin/perception-llm serve  # replicas",
     ".venv/bin/perception-llm simulate --url https://your-llm.example.com/v1 --api-key KEY \\",
     ".venv/bin/python benchmarks/capture_outage.py URL   # the capture database stopped mid-run",
+    ".venv/bin/perception-llm eval --from-capture 20 --templates default,minimal --html report.html",
+    ".venv/bin/perception-llm calls stats --by template --since 7d",
 }
 README_PORT = "127.0.0.1:8000"
 COMMAND_TIMEOUT = 300
@@ -223,6 +227,12 @@ def test_readme_block(block: Block, checkout: Checkout, tmp_path: Path) -> None:
         data = json.loads(block.text)
         if "turns" in data:  # a scenario: it must load as one
             Scenario.model_validate(data)
+    elif block.language == "yaml":
+        data = yaml.safe_load(block.text)
+        if "tests" in data:  # an eval suite: it must load as one
+            Suite.model_validate(data)
+        else:  # a part of one (the judge)
+            Suite.model_validate({"tests": ["raven-cooking"], **data})
     elif block.language == "jinja":
         (tmp_path / "example.j2").write_text(block.text)
         run_command(

@@ -6,6 +6,7 @@ import argparse
 import datetime
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -143,4 +144,37 @@ def replay_call(store: CaptureStore, args: argparse.Namespace) -> int:
         Path(handle.name).unlink(missing_ok=True)
 
 
-ACTIONS = {"list": list_calls, "show": show_call, "export": export_call, "replay": replay_call}
+def since_seconds(text: str | None) -> float | None:
+    """`--since 7d` / `24h` / `30m`, or a date `2026-12-01`: the unix time it names."""
+    if text is None:
+        return None
+    units = {"d": 86400, "h": 3600, "m": 60}
+    if text[-1:] in units and text[:-1].isdigit():
+        return time.time() - int(text[:-1]) * units[text[-1]]
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--since takes 7d, 24h, 30m or a date, got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+def stats_calls(store: CaptureStore, args: argparse.Namespace) -> int:
+    from evals.arms import arm_stats, format_arms
+
+    results = arm_stats(store, args.by, since_seconds(args.since))
+    if not results:
+        print("no real calls captured" + (f" since {args.since}" if args.since else ""))
+        return 0
+    print(json.dumps(results, indent=2) if args.json else format_arms(results, args.by))
+    return 0
+
+
+ACTIONS = {
+    "list": list_calls,
+    "show": show_call,
+    "export": export_call,
+    "replay": replay_call,
+    "stats": stats_calls,
+}

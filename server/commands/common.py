@@ -53,6 +53,8 @@ def templates_or_error(settings: Settings) -> TemplateLibrary:
     try:
         library = TemplateLibrary(settings.prompts_dir)
         library.get(settings.prompt)
+        for name, _ in settings.split:
+            library.get(name)
     except TemplateError as error:
         raise UsageError(str(error)) from None
     return library

@@ -68,7 +68,7 @@ def run_compare(args: argparse.Namespace) -> int:
             templates_or_error(settings)
             url = stack.enter_context(running_server(settings)) + "/v1"
             api_key = settings.api_key.get_secret_value() if settings.api_key else None
-        options = SimulateOptions(url=url, api_key=api_key, model=args.model)
+        options = SimulateOptions(url=url, api_key=api_key, model=args.model, tool="compare")
         try:
             comparisons = asyncio.run(compare(scenarios, templates, options))
         except EndpointError as error:

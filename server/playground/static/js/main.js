@@ -2,6 +2,7 @@
 import { call, setApiKey, stream } from "./api.js";
 import * as calls from "./calls.js";
 import * as compose from "./compose.js";
+import * as experiments from "./experiments.js";
 import * as perception from "./perception.js";
 import * as prompts from "./prompts.js";
 
@@ -170,6 +171,7 @@ async function start() {
   templates = (await call("/v1/prompts")).data;
   responseModel = (await call("/v1/models")).data[0]?.id ?? "echo";
   calls.start(showError);
+  experiments.start();
   columns.forEach((column, i) => {
     const select = column.querySelector(".template");
     select.replaceChildren(...templates.map((t) => new Option(t.name, t.name)));
