@@ -74,6 +74,14 @@ examples:
   perception-llm calls show 12                  # one call, everything recorded ('#12' too)
   perception-llm calls export CONVERSATION_ID --as scenario --out my-call.json
   perception-llm calls replay CONVERSATION_ID --prompts default,minimal
+  perception-llm calls stats --by template --since 7d   # the arms of an A/B split
+""",
+    "eval": """\
+examples:
+  perception-llm eval perception-basics          # the shipped example, offline
+  perception-llm eval suite.yaml -j 8 --json results.json --html results.html
+  perception-llm eval --from-capture 20 --templates default,minimal
+  perception-llm eval suite.yaml --url http://127.0.0.1:8000/v1 --models gpt-4o-mini
 """,
 }
 
@@ -218,14 +226,6 @@ def build_parser() -> argparse.ArgumentParser:
             "for the playground. Exit 0: every template reached the threshold; 1: one did not; "
             "2: a bad suite, or errored cells (a model or judge outage)."
         ),
-        epilog=(
-            "examples:\n"
-            "  perception-llm eval perception-basics          # the shipped example, offline\n"
-            "  perception-llm eval suite.yaml -j 8 --json results.json --html results.html\n"
-            "  perception-llm eval --from-capture 20 --templates default,minimal\n"
-            "  perception-llm eval suite.yaml --url http://127.0.0.1:8000/v1 --models gpt-4o-mini"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     evaluate.add_argument("suite", nargs="?", metavar="SUITE", help="suite file or shipped name")
     evaluate.add_argument("--url", help="an endpoint's base_url (default: this server in process)")
