@@ -1,11 +1,10 @@
 """`perception-llm simulate`: play a scenario against any endpoint as Tavus would, and report.
 
-For each turn the conversation grows with the endpoint's own replies, as in a real call. With
-`--speculative`, progressively longer partial transcripts of each turn are sent as overlapping
-requests (same conversation id), all but the last abandoned mid-stream, like Tavus' speculative
-inference. At the end: the conformance report, with the two probes Tavus' behaviour depends on
-(a bad request's error body, and an abandoned request not breaking the endpoint).
-"""
+Each turn grows the conversation with the endpoint's own replies, as in a call. `--speculative`
+sends progressively longer partial transcripts of each turn as overlapping requests (one
+conversation id), all but the last abandoned mid-stream, like Tavus' speculative inference. At
+the end: the conformance report, with the two probes Tavus' behaviour depends on (a bad
+request's error body, and an abandoned request not breaking the endpoint)."""
 
 from __future__ import annotations
 
@@ -269,12 +268,10 @@ class Simulation:
         return self.report(turns, time.perf_counter() - started)
 
     async def calls_saved(self) -> float | None:
-        """perception-llm's count of upstream calls saved by sharing identical requests; None
-        for other endpoints. Asked with the conversation's id, so a balancer hashing it
-        (deploy/nginx) asks the replica that served the conversation, not whichever is next."""
-        return await upstream_calls_saved(
-            self.options.url, self.options.api_key, self.conversation_id
-        )
+        """Upstream calls saved by sharing (None for other endpoints), asked with the
+        conversation's id so a balancer hashing it asks the replica that served it."""
+        options = self.options
+        return await upstream_calls_saved(options.url, options.api_key, self.conversation_id)
 
     async def probe_config_check(self) -> None:
         """Tavus validates a persona's LLM settings with this conversation id; the endpoint must

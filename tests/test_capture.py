@@ -22,7 +22,7 @@ import openai
 import pytest
 from sqlalchemy import create_engine, text
 
-from server.capture_store import CaptureStore, engine_url
+from server.capture_store import SCHEMA_VERSION, CaptureStore, engine_url
 from server.inprocess import LiveServer, live_server
 from server.services import services
 from tests.conftest import FIXTURES, make_settings
@@ -284,13 +284,13 @@ def test_a_version_1_store_gains_the_replica_column_and_keeps_its_calls(store_ur
         connection.execute(insert(v1_calls).values(**row))
     engine.dispose()
     store = CaptureStore(store_url)
-    assert store.upgrade() == 3
+    assert store.upgrade() == SCHEMA_VERSION
     (kept,) = store.calls_of("c1")
     assert kept["request_id"] == "r1" and kept["replica"] is None
     store.write([{**row, "conversation_id": "c1", "request_id": "r2", "replica": "pod-1"}])
     assert [c["replica"] for c in store.calls_of("c1")] == [None, "pod-1"]
     assert store.conversations()[0]["replicas"] == 1  # calls from before replicas had names
-    assert store.upgrade() == 3  # and again: nothing to do
+    assert store.upgrade() == SCHEMA_VERSION  # and again: nothing to do
     store.dispose()
 
 
@@ -323,7 +323,7 @@ def test_replicas_starting_together_create_the_schema_once() -> None:
         thread.join()
     for store in stores:
         store.dispose()
-    assert outcomes == [2, 2, 2, 2]
+    assert outcomes == [SCHEMA_VERSION] * 4
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -350,7 +350,9 @@ def test_a_v1_capture_database_is_upgraded_with_the_new_columns_and_experiment_t
     store = CaptureStore(url)
     assert store.upgrade() == SCHEMA_VERSION == 3
     found = inspect(engine)
-    assert {"tool", "emotion_repaired", "replica"} <= {c["name"] for c in found.get_columns("captured_calls")}
+    assert {"tool", "emotion_repaired", "replica"} <= {
+        c["name"] for c in found.get_columns("captured_calls")
+    }
     assert {"eval_runs", "eval_replies", "eval_cache"} <= set(found.get_table_names())
     assert store.upgrade() == 3  # idempotent
     store.dispose()

@@ -229,10 +229,8 @@ def test_readme_block(block: Block, checkout: Checkout, tmp_path: Path) -> None:
             Scenario.model_validate(data)
     elif block.language == "yaml":
         data = yaml.safe_load(block.text)
-        if "tests" in data:  # an eval suite: it must load as one
-            Suite.model_validate(data)
-        else:  # a part of one (the judge)
-            Suite.model_validate({"tests": ["raven-cooking"], **data})
+        # An eval suite, or the part of one a block shows, must load as one.
+        Suite.model_validate({"templates": ["default"], "tests": ["raven-cooking"], **data})
     elif block.language == "jinja":
         (tmp_path / "example.j2").write_text(block.text)
         run_command(
