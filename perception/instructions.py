@@ -129,14 +129,22 @@ def _classify(text: str) -> list[tuple[PartKind, str]]:
     return [(kind, "".join(chunks)) for kind, chunks in pieces]
 
 
+def preamble_spans(text: str) -> list[tuple[int, int]]:
+    """Where Tavus' published perception preambles are in `text` (within its first
+    CLASSIFIED_CHARS), as (start, end) spans in order."""
+    if "conference call" not in text[:CLASSIFIED_CHARS].lower():
+        return []  # the common case, decided by one C scan (the re.I search has no fast prefix)
+    return [match.span() for match in _PREAMBLE.finditer(text, 0, CLASSIFIED_CHARS)]
+
+
 def instruction_parts(index: int, text: str) -> list[InstructionPart]:
     """The ordered parts of one system message's text."""
     pieces: list[tuple[PartKind, str]] = []
     position = 0
-    for match in _PREAMBLE.finditer(text, 0, CLASSIFIED_CHARS):
-        pieces.extend(_classify(text[position : match.start()]))
-        pieces.append(("tavus_perception_preamble", match.group(0)))
-        position = match.end()
+    for start, end in preamble_spans(text):
+        pieces.extend(_classify(text[position:start]))
+        pieces.append(("tavus_perception_preamble", text[start:end]))
+        position = end
     pieces.extend(_classify(text[position:]))
     merged: list[tuple[PartKind, list[str]]] = []
     for kind, part in pieces:  # whitespace between parts belongs to the part before it

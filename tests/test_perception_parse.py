@@ -116,7 +116,7 @@ EDGE_CASES: list[tuple[str, list[Any], dict[str, Any], list[Any], list[str]]] = 
         [sys("You get the screen in <user_screenshare> tags.")],
         {},
         [sys("You get the screen in <user_screenshare> tags.")],
-        [],
+        ["unpaired_tag"],
     ),
     (
         "unclosed tag stops at the next tag and never crosses messages",
