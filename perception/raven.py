@@ -46,6 +46,7 @@ in the data part outside any block is kept as data too, never as persona text.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -149,7 +150,7 @@ def _first_complete_block(tags: list[Tag]) -> tuple[Tag, Tag] | None:
 def _unpaired(text: str, tags: list[Tag]) -> int:
     """How many of `tags` are not half of an empty pair (a prose mention)."""
     paired = 0
-    for previous, tag in zip(tags, tags[1:], strict=False):
+    for previous, tag in itertools.pairwise(tags):
         if tag.closing and _is_empty_pair(text, previous, tag):
             paired += 2
     return len(tags) - paired

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 
-from perception.instructions import preamble_spans
 from perception.models import RuleKind
 
 # Languages a `respond in <language>` rule may name (Tavus' conversational languages and the
@@ -62,6 +61,9 @@ def _folded(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
+_PUBLISHED = {_folded(text): text for text in (RAVEN_PREAMBLE, BASIC_PREAMBLE)}
+
+
 def canonical_rule(text: str) -> tuple[RuleKind, str] | None:
     """The rule `text` is, rendered from the closed vocabulary; None when it is none of them."""
     if len(text) > 2 * len(RAVEN_PREAMBLE):
@@ -72,10 +74,5 @@ def canonical_rule(text: str) -> tuple[RuleKind, str] | None:
         return "language", f"respond in {language.group(1)}"
     if folded.rstrip(".") == TIMEZONE_UNKNOWN.lower().rstrip("."):
         return "datetime", TIMEZONE_UNKNOWN
-    stripped = text.strip()
-    spans = preamble_spans(stripped)
-    if spans == [(0, len(stripped))]:
-        return "tavus_perception_preamble", (
-            BASIC_PREAMBLE if "USER SPEECH" in stripped.upper() else RAVEN_PREAMBLE
-        )
-    return None
+    preamble = _PUBLISHED.get(folded)  # a published preamble, word for word
+    return ("tavus_perception_preamble", preamble) if preamble is not None else None
