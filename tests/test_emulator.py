@@ -345,3 +345,23 @@ def test_tool_calls_get_the_scripted_result_and_a_follow_up() -> None:
     }
     assert follow_up.body["tools"][0]["function"]["name"] == "get_current_weather"
     assert follow_up.body["temperature"] == 0.3
+
+
+@pytest.mark.parametrize(
+    ("scenario", "layout"), [("raven1-sarcasm", "user"), ("raven1-user-role", "system")]
+)
+def test_layout_option_moves_perception_between_roles(scenario: str, layout: str) -> None:
+    """`simulate --layout` (issue 22) overrides where the scenario's perception goes."""
+    with FakeUpstream().serving() as fake:
+        cli("simulate", "--url", fake.base_url, "--scenario", scenario, "--layout", layout)
+        fake.wait_for_requests(1)
+        bodies = [request.body for request in fake.received]
+    messages = [  # the probes' deliberately bad bodies aside
+        m for body in bodies for m in body["messages"] if isinstance(m.get("content"), str)
+    ]
+    perception = [m for m in messages if m["content"].lstrip().startswith("<")]
+    assert perception, "the scenario sent no perception"
+    roles = {m["role"] for m in perception if "user_emotions" in m["content"]}
+    assert roles == ({"user"} if layout == "user" else {"system"})
+    audio_alone = [m for m in messages if m["content"].endswith("</user_audio_analysis>")]
+    assert bool(audio_alone) == (layout == "user")
