@@ -23,21 +23,27 @@ _PREAMBLE = re.compile(
     r"(?:IF IT'S NOT RELEVANT\.|in your response\.)",
     re.I,
 )
+# Each kind's pattern, matched against the lower-cased sentence: case-sensitive, and each word
+# boundary checked *after* a literal first letter (`t(?<=\bt)alk`), so the scan keeps the regex
+# engine's fast first-character search (re.I and a leading `\b` each lose it, and a long
+# sentence is read up to four times).
 _SENTENCE_KINDS: list[tuple[PartKind, re.Pattern[str]]] = [
     (
         "tavus_style",
         re.compile(
-            r"\b(?:talk to the user in a casual|reply in short sentences"
-            r"|do not include stage directions)",
-            re.I,
+            r"t(?<=\bt)alk to the user in a casual|r(?<=\br)eply in short sentences"
+            r"|d(?<=\bd)o not include stage directions"
         ),
     ),
-    ("language", re.compile(r"^\s*respond (?:only )?in \w+\.?\s*$", re.I)),
+    ("language", re.compile(r"^\s*respond (?:only )?in \w+\.?\s*$")),
     (
         "datetime",
-        re.compile(r"\b(?:the user's timezone is|current (?:date|time) is|today is)\b", re.I),
+        re.compile(
+            r"(?:t(?<=\bt)he user's timezone is|c(?<=\bc)urrent (?:date|time) is"
+            r"|t(?<=\bt)oday is)\b"
+        ),
     ),
-    ("emotion_tags", re.compile(r"<emotion\b|\bemotion tag", re.I)),
+    ("emotion_tags", re.compile(r"<emotion\b|e(?<=\be)motion tag")),
 ]
 # Where a sentence ends: a run of terminators, or a newline (the newline belongs to it).
 _SENTENCE_END = re.compile(r"[.!?]++|\n")
@@ -56,6 +62,7 @@ _TERMINATORS = ".!?\n"
 
 
 def _kind_of(sentence: str) -> PartKind:
+    """The kind of a lower-cased sentence."""
     for kind, pattern in _SENTENCE_KINDS:
         if pattern.search(sentence):
             return kind
@@ -88,7 +95,7 @@ def _rule_sentences(text: str, limit: int) -> list[tuple[PartKind, int, int]]:
         start = max(start, position)
         end_match = _SENTENCE_END.search(text, anchor.end(), limit)
         end = end_match.end() if end_match is not None else limit
-        kind = _kind_of(text[start:end])
+        kind = _kind_of(lowered[start:end])
         if kind != "persona":
             found.append((kind, start, end))
         position = end

@@ -31,6 +31,9 @@ from perception.tavus_rules import canonical_rule
 WRAPPER = "additional_system_instructions"
 WRAPPER_RE = re.compile(r"<[ \t\n]*+(/?+)[ \t\n]*+additional_system_instructions[ \t\n]*+>", re.I)
 AUDIO_TAG = "user_audio_analysis"
+# Tavus sends one or two wrappers per message; past this many a message is a user turn (the work
+# per message stays bounded: each wrapped piece is looked up in the rule vocabulary).
+MAX_SEGMENTS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +66,9 @@ def _segments(text: str) -> list[tuple[bool, str]] | None:
     pieces: list[tuple[bool, str]] = []
     position = 0
     inside = False
-    for match in WRAPPER_RE.finditer(text):
+    for count, match in enumerate(WRAPPER_RE.finditer(text)):
         closing = bool(match.group(1))
-        if closing != inside:
+        if closing != inside or count >= 2 * MAX_SEGMENTS:
             return None
         pieces.append((inside, text[position : match.start()]))
         position = match.end()
@@ -78,8 +81,8 @@ def _segments(text: str) -> list[tuple[bool, str]] | None:
 
 def split_user_perception(text: str) -> UserPerception | None:
     """The perception of a perception-only user message; None when it is a user turn."""
-    if not text.lstrip().startswith("<"):
-        return None  # the common case: speech
+    if not text.lstrip().startswith("<") or text.count("<") > MAX_TAGS:
+        return None  # the common case (speech), or far more markup than Tavus ever sends
     segments = _segments(text)
     if not segments:
         return None

@@ -10,13 +10,14 @@ the hostile block, perception appended to persona text), with a canary in the va
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perception import parse_messages
+from perception import instruction_parts, parse_messages
 from perception.raven import KNOWN_TAGS, MAX_TAGS
 from prompts.fence import new_fence
 from prompts.render import render_prompt
@@ -305,3 +306,83 @@ def test_fenced_templates_replace_the_preamble_and_passthrough_keeps_it(template
     has_preamble = "<user_appearance></user_appearance>" in system_text
     assert has_preamble == (template == "passthrough")
     assert "Chill guy" in system_text  # the persona's own text stays, whatever the template
+
+
+# --- Instruction classification: one scan gives what sentence by sentence gave ----------------
+
+_OLD_SENTENCE = re.compile(r"[^.!?\n]*+(?:[.!?]++|\n|$)")
+_OLD_KINDS = [
+    (
+        "tavus_style",
+        re.compile(
+            r"\b(?:talk to the user in a casual|reply in short sentences"
+            r"|do not include stage directions)",
+            re.I,
+        ),
+    ),
+    ("language", re.compile(r"^\s*respond (?:only )?in \w+\.?\s*$", re.I)),
+    (
+        "datetime",
+        re.compile(r"\b(?:the user's timezone is|current (?:date|time) is|today is)\b", re.I),
+    ),
+    ("emotion_tags", re.compile(r"<emotion\b|\bemotion tag", re.I)),
+]
+
+
+def sentence_by_sentence(text: str) -> list[tuple[str, str]]:
+    """The classifier as it was before issue 22 (640-675 ms/MB on short sentences): the
+    reference the one-scan classifier must agree with."""
+    parts: list[tuple[str, str]] = []
+    for match in _OLD_SENTENCE.finditer(text):
+        sentence = match.group(0)
+        if not sentence:
+            continue
+        if sentence.strip():
+            kind = next((k for k, p in _OLD_KINDS if p.search(sentence)), "persona")
+        else:
+            kind = parts[-1][0] if parts else "persona"
+        if parts and parts[-1][0] == kind:
+            parts[-1] = (kind, parts[-1][1] + sentence)
+        else:
+            parts.append((kind, sentence))
+    merged: list[tuple[str, str]] = []
+    for kind, part in parts:
+        if merged and (not part.strip() or merged[-1][0] == kind):
+            merged[-1] = (merged[-1][0], merged[-1][1] + part)
+        else:
+            merged.append((kind, part))
+    return merged
+
+
+SENTENCES = st.sampled_from(
+    [
+        "You are Nova.",
+        " Reply in short sentences, talk to the user in a casual way.",
+        "Respond in English.",
+        "respond only in french",
+        " I respond in kind.",
+        "The user's timezone is unknown.",
+        " Today is Monday!",
+        " Today island?",
+        'EVERY RESPONSE MUST BEGIN WITH AN EMOTION TAG such as <emotion value="content"/>.',
+        " Emotion tags... are fun",
+        " Current date is 2026-12-03.",
+        " Do not include stage directions",
+        "...",
+        "\n",
+        "\n\n",
+        "  \n",
+        " ",
+        " İstanbul is lovely.",
+        "KELVIN \u212a and TODAY IS",
+    ]
+)
+
+
+@settings(max_examples=800, derandomize=True, deadline=None)
+@given(st.lists(SENTENCES, max_size=30))
+def test_one_scan_classification_matches_sentence_by_sentence(sentences: list[str]) -> None:
+    text = "".join(sentences)
+    parts = [(p.kind, p.text) for p in instruction_parts(0, text)]
+    assert parts == sentence_by_sentence(text)
+    assert "".join(part for _, part in parts) == text
