@@ -1,8 +1,10 @@
 """`parse_messages`: a Tavus `messages` list in, a structured `Conversation` out.
 
 Walks the messages once. System (and developer) messages may hold raven blocks; user turns may
-start with raven-1 audio analysis or carry Basic prefixes; assistant and tool messages are never
-perception, whatever they contain. The parser never raises on a list: anything odd is kept
+start with raven-1 audio analysis or carry Basic prefixes; a user message that is only
+perception (Tavus' user-role layout, `perception.user_layout`) is an observation, not a turn,
+and an audio-only one attaches to the next user turn's speech; assistant and tool messages are
+never perception, whatever they contain. The parser never raises on a list: anything odd is kept
 as it was and reported in `issues`.
 """
 
@@ -184,7 +186,13 @@ class _ConversationBuilder:
         self.observe(index, "audio", {"audio": self.clean(index, "audio", " ".join(analyses))})
 
     def user_message(self, index: int, message: dict[str, Any], text: str) -> None:
-        if self.user_perception(index, text):
+        content = message.get("content")
+        only_text = not isinstance(content, list) or all(
+            isinstance(part, dict) and part.get("type") == "text" for part in content
+        )
+        # A message with an image or audio part is a turn whatever its text says: dropping it
+        # as perception would lose what the user sent.
+        if only_text and self.user_perception(index, text):
             return
         if is_silence(text):
             self.flush_audio()

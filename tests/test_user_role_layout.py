@@ -288,3 +288,13 @@ def test_typed_text_never_gains_the_system_role(messages: list[Any], template: s
             # Typed text stays where it was typed: in a user turn, or fenced as perception.
             assert CANARY not in content or message["role"] == "user"
     assert any(CANARY in m["content"] for m in model_sees), "typed text was lost"
+
+
+def test_a_user_message_with_an_image_part_is_never_dropped_as_perception() -> None:
+    content = [
+        {"type": "text", "text": "<user_emotions>\nCalm.\n</user_emotions>"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+    ]
+    conversation = parse_messages([sys("You are Ava."), {"role": "user", "content": content}])
+    assert conversation.layout == "none" and conversation.latest.emotions is None
+    assert conversation.messages[-1]["content"] == content
