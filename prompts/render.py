@@ -3,11 +3,15 @@
 Layout for every non-passthrough template:
 
 1. persona system text: every system/developer message the parser kept, byte for byte, in order;
+   then, when Tavus sent its rules as user-role `<additional_system_instructions>` messages,
+   one system message of those rules in our own canonical text (`Conversation.wrapped_rules`);
 2. one system message of fence instructions from the template (only when there is perception);
 3. the conversation turns, user/assistant/tool text neutralised (no Tavus markup, Basic prefixes or
    chat-template tokens); tool calls, ids and names untouched;
 4. the template's fenced perception block, prepended to the last user turn. Perception is thus
    demoted from the system role to the user's own turn, where user-derived data belongs.
+
+Assistant turns keep Tavus' `<emotion …/>` tags only when the persona has the emotion-tag rule.
 
 Before the user has spoken (Tavus calls with only system text, or with just the greeting), a
 placeholder user turn `NO_USER_TURN` is added after the turns: several providers reject a
