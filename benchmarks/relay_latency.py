@@ -164,6 +164,8 @@ async def measure(targets: dict[str, str], pids: dict[str, int], args: argparse.
                 ("1 stream", 1, args.rounds),
                 ("32 streams", 32, args.bursts),
             ):
+                if not repeats:  # --bursts 0: the 1-stream phase only
+                    continue
                 result = await phase(client, targets, pids, body, concurrency, repeats, args.idle)
                 floor = result["rows"]["raw relay"]["added_p50"]
                 print(
@@ -186,7 +188,9 @@ async def measure(targets: dict[str, str], pids: dict[str, int], args: argparse.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200, help="1-stream requests per target")
-    parser.add_argument("--bursts", type=int, default=15, help="32-stream bursts per target")
+    parser.add_argument(
+        "--bursts", type=int, default=15, help="32-stream bursts per target (0: none)"
+    )
     parser.add_argument("--idle", type=float, default=0.05, help="idle seconds before each")
     parser.add_argument("--bodies", type=int, default=4, help="how many of the bodies to run")
     parser.add_argument(
