@@ -37,7 +37,7 @@ from perception.speech import (
     split_leading_audio,
 )
 from perception.text import clean_value, message_text, with_text
-from perception.user_layout import AUDIO_TAG, has_wrapper, split_user_perception
+from perception.user_layout import has_wrapper, split_user_perception
 
 DEFAULT_MAX_FIELD_CHARS = 4000
 
@@ -163,14 +163,12 @@ class _ConversationBuilder:
         self.saw_user_layout = True
         for kind, rule in found.rules:
             self.wrapped_rules.append(WrappedRule(message_index=index, kind=kind, text=rule))
-        audio = [block.value for block in found.blocks if block.name == AUDIO_TAG]
-        visual = [block for block in found.blocks if block.name != AUDIO_TAG]
-        if audio:
+        if found.audio:
             self.flush_audio()
-            self.pending_audio = (index, audio)
-        if visual:
+            self.pending_audio = (index, found.audio)
+        if found.visual:
             self.saw_raven = True
-            fields, extra = self.block_fields(index, visual)
+            fields, extra = self.block_fields(index, found.visual)
             self.observe(index, "raven", {**fields, "extra": extra})
         return True
 

@@ -20,6 +20,7 @@ canonical rule text. Every scan is linear (literal-led patterns, possessive repe
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -40,7 +41,8 @@ MAX_SEGMENTS = 16
 class UserPerception:
     """A user message that is perception only (see module docstring)."""
 
-    blocks: list[Block]  # perception blocks, audio analyses included, in order
+    visual: list[Block]  # perception blocks other than audio analyses, in order
+    audio: list[str]  # raw values of the audio analyses, in order
     rules: list[tuple[RuleKind, str]]  # recognised rules, canonical text
     wrapped: bool  # some of it was inside <additional_system_instructions>
 
@@ -79,10 +81,24 @@ def _segments(text: str) -> list[tuple[bool, str]] | None:
     return [(wrapped, piece) for wrapped, piece in pieces if wrapped or piece.strip()]
 
 
+# Tavus resends the whole history with every request: a perception message split a moment ago
+# is remembered (short texts; the result is frozen and only read), as for system messages.
+CACHED_TEXT_CHARS = 4096  # with 2,048 entries: at most ~16 MB however hostile the texts
+
+
 def split_user_perception(text: str) -> UserPerception | None:
     """The perception of a perception-only user message; None when it is a user turn."""
     if not text.lstrip().startswith("<") or text.count("<") > MAX_TAGS:
         return None  # the common case (speech), or far more markup than Tavus ever sends
+    return _split_cached(text) if len(text) <= CACHED_TEXT_CHARS else _split(text)
+
+
+@functools.lru_cache(maxsize=2048)
+def _split_cached(text: str) -> UserPerception | None:
+    return _split(text)
+
+
+def _split(text: str) -> UserPerception | None:
     segments = _segments(text)
     if not segments:
         return None
@@ -101,7 +117,9 @@ def split_user_perception(text: str) -> UserPerception | None:
         rules.append(rule)
     if not blocks and not rules:
         return None
-    return UserPerception(blocks, rules, wrapped)
+    visual = [block for block in blocks if block.name != AUDIO_TAG]
+    audio = [block.value for block in blocks if block.name == AUDIO_TAG]
+    return UserPerception(visual, audio, rules, wrapped)
 
 
 def has_wrapper(text: str) -> bool:
