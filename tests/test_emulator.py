@@ -365,3 +365,17 @@ def test_layout_option_moves_perception_between_roles(scenario: str, layout: str
     assert roles == ({"user"} if layout == "user" else {"system"})
     audio_alone = [m for m in messages if m["content"].endswith("</user_audio_analysis>")]
     assert bool(audio_alone) == (layout == "user")
+
+
+def test_phoenix4_tags_follow_user_role_perception(server_url: str) -> None:
+    """Issue 22: with the perception sent as user-role messages, the emotion-tag guarantee still
+    reads the user's perceived emotions (sad → a sad tag, not the neutral default)."""
+    result = cli(
+        "simulate", "--url", server_url, "--api-key", "sim-key",
+        "--scenario", "phoenix4-emotions", "--layout", "user", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    tags = [re.match(r'<emotion value="([a-z]+)"/>', t["reply"]) for t in report["turns"]]
+    assert all(tags), report["turns"]
+    assert tags[1] is not None and tags[1].group(1) == "sad"
