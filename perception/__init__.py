@@ -6,7 +6,7 @@ conversation with perception removed, and any issues found. See README "Percepti
 """
 
 from perception.emotion_rule import find_emotion_rule, strip_emotion_tags
-from perception.instructions import instruction_parts, without_preamble
+from perception.instructions import instruction_parts, system_text_parts, without_preamble
 from perception.models import (
     FIELD_NAMES,
     INSTRUCTION_ROLES,
@@ -19,7 +19,7 @@ from perception.models import (
     Snapshot,
     WrappedRule,
 )
-from perception.parser import DEFAULT_MAX_FIELD_CHARS, parse_messages, system_text_parts
+from perception.parser import DEFAULT_MAX_FIELD_CHARS, parse_messages
 from perception.raven import UNPARSED_KEY
 from perception.tags import neutralise_markup
 from perception.text import message_text, strip_invisible

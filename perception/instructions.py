@@ -13,8 +13,10 @@ parts gives the message back byte for byte.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from perception.models import InstructionPart, PartKind
+from perception.models import INSTRUCTION_ROLES, InstructionPart, PartKind
+from perception.text import message_text
 
 # The perception preamble: from its opening sentence to its last rule (raven or Basic). The
 # patterns use bounded, possessive gaps, so a failed search costs linear time.
@@ -162,6 +164,18 @@ def instruction_parts(index: int, text: str) -> list[InstructionPart]:
     return [
         InstructionPart(message_index=index, kind=kind, text="".join(chunks))
         for kind, chunks in merged
+    ]
+
+
+def system_text_parts(messages: list[Any]) -> list[InstructionPart]:
+    """The ordered parts of every kept system/developer message."""
+    return [
+        part
+        for index, message in enumerate(messages)
+        if isinstance(message, dict)
+        and isinstance(message.get("role"), str)
+        and message["role"] in INSTRUCTION_ROLES
+        for part in instruction_parts(index, message_text(message.get("content")) or "")
     ]
 
 

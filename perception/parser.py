@@ -13,12 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from perception.emotion_rule import find_emotion_rule
-from perception.instructions import instruction_parts
+from perception.instructions import system_text_parts
 from perception.models import (
     FIELD_NAMES,
     INSTRUCTION_ROLES,
     Conversation,
-    InstructionPart,
     IssueKind,
     Layout,
     Mode,
@@ -261,18 +260,6 @@ class _ConversationBuilder:
         if not self.last_user_silent:
             newest.pop("silence", None)  # an earlier silence is over once the user speaks
         return Snapshot(**newest, extra=extra)
-
-
-def system_text_parts(messages: list[Any]) -> list[InstructionPart]:
-    """The ordered parts of every kept system/developer message (see `perception.instructions`)."""
-    return [
-        part
-        for index, message in enumerate(messages)
-        if isinstance(message, dict)
-        and isinstance(message.get("role"), str)
-        and message["role"] in INSTRUCTION_ROLES
-        for part in instruction_parts(index, message_text(message.get("content")) or "")
-    ]
 
 
 def parse_messages(
