@@ -19,25 +19,32 @@ PREAMBLE = json.loads((ROOT / "tests/fixtures/tavus/preambles.json").read_text()
 EMOTIONS = ["Calm, curious", "Focused, slightly tense", "Frustrated, frowning", "Relieved, smiling"]
 
 
-def raven_conversation(turns: int) -> list[dict[str, Any]]:
-    """Persona + greeting, then per turn: perception message, user turn, assistant reply."""
+WRAPPER = "additional_system_instructions"
+
+
+def raven_conversation(turns: int, layout: str = "system") -> list[dict[str, Any]]:
+    """Persona + greeting, then per turn: perception message, user turn, assistant reply.
+
+    `layout="user"`: the perception message is a perception-only *user* message, inside
+    `<additional_system_instructions>` every other turn (Tavus' second layout, issue 22)."""
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": PREAMBLE},
         {"role": "assistant", "content": "Hi! What are we cooking today?"},
     ]
     for turn in range(turns):
-        messages.append(
-            {
-                "role": "system",
-                "content": (
-                    "<user_appearance>An adult with glasses and a grey apron in a bright kitchen, "
-                    "standing at the counter.</user_appearance> "
-                    f"<user_emotions>{EMOTIONS[(turn // 5) % len(EMOTIONS)]}.</user_emotions> "
-                    "<user_screenshare>A recipe page for fluffy pancakes; step 3 (fold the egg "
-                    "whites into the batter) is highlighted.</user_screenshare>"
-                ),
-            }
+        perception = (
+            "<user_appearance>An adult with glasses and a grey apron in a bright kitchen, "
+            "standing at the counter.</user_appearance> "
+            f"<user_emotions>{EMOTIONS[(turn // 5) % len(EMOTIONS)]}.</user_emotions> "
+            "<user_screenshare>A recipe page for fluffy pancakes; step 3 (fold the egg "
+            "whites into the batter) is highlighted.</user_screenshare>"
         )
+        if layout == "user":
+            wrapped = turn % 2 == 0
+            perception = f"<{WRAPPER}>{perception}</{WRAPPER}>" if wrapped else perception
+            messages.append({"role": "user", "content": perception})
+        else:
+            messages.append({"role": "system", "content": perception})
         messages.append({"role": "user", "content": f"Okay, what do I do at step {turn}?"})
         messages.append(
             {

@@ -15,7 +15,11 @@ Printed: added time to the first content token at p50 and p99 over the direct up
 server's extra over the raw relay, and CPU per request of each relay process (utime+stime deltas
 from /proc/PID/stat over the phase, divided by its requests).
 
+The 30-turn conversation also runs in Tavus' user-role layout (perception as user messages, issue
+22): its added time should be no more than the system-role one's.
+
 Run: .venv/bin/python benchmarks/relay_latency.py [--rounds 200] [--bursts 15] [--peer URL]
+     [--body '30-turn raven' --body '30-turn raven, user-role perception']
 Targets (this 2-core machine): extra over the raw relay <= 0.5 ms p50 (short body) and <= 1.0 ms
 (30 turns) at 1 stream, <= 8 ms at 32 streams; CPU per request <= 2.5x the raw relay's.
 """
@@ -45,6 +49,8 @@ from processes import ROOT, start
 CONTENT = re.compile(r'"content":\s*"(?:<emotion value=\\"\w+\\"/> )?w')
 SHORT = json.loads((ROOT / "server/samples/raven0-documented.json").read_text())
 LONG = {"model": "gpt-4o-mini", "stream": True, "messages": raven_conversation(30)}
+# The same conversation in Tavus' user-role layout (issue 22): must be no slower than LONG.
+LONG_USER = {**LONG, "messages": raven_conversation(30, layout="user")}
 RULE = ' EVERY RESPONSE MUST BEGIN WITH AN EMOTION TAG such as <emotion value="content"/>.'
 EMOTION = {
     **SHORT,
@@ -144,16 +150,23 @@ async def measure(targets: dict[str, str], pids: dict[str, int], args: argparse.
             for _ in range(args.warmup):
                 await ttft(client, url, SHORT)
                 await ttft(client, url, LONG)
+                await ttft(client, url, LONG_USER)
         bodies = (
             ("short raven", SHORT),
             ("30-turn raven", LONG),
             ("short + emotion rule", EMOTION),
+            ("30-turn raven, user-role perception", LONG_USER),
         )
-        for body_name, body in bodies[: args.bodies]:
+        chosen = bodies[: args.bodies]
+        if args.body:
+            chosen = tuple(item for item in bodies if item[0] in args.body)
+        for body_name, body in chosen:
             for label, concurrency, repeats in (
                 ("1 stream", 1, args.rounds),
                 ("32 streams", 32, args.bursts),
             ):
+                if not repeats:  # --bursts 0: the 1-stream phase only
+                    continue
                 result = await phase(client, targets, pids, body, concurrency, repeats, args.idle)
                 floor = result["rows"]["raw relay"]["added_p50"]
                 print(
@@ -176,9 +189,17 @@ async def measure(targets: dict[str, str], pids: dict[str, int], args: argparse.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200, help="1-stream requests per target")
-    parser.add_argument("--bursts", type=int, default=15, help="32-stream bursts per target")
+    parser.add_argument(
+        "--bursts", type=int, default=15, help="32-stream bursts per target (0: none)"
+    )
     parser.add_argument("--idle", type=float, default=0.05, help="idle seconds before each")
-    parser.add_argument("--bodies", type=int, default=3, help="how many of the bodies to run")
+    parser.add_argument("--bodies", type=int, default=4, help="how many of the bodies to run")
+    parser.add_argument(
+        "--body",
+        action="append",
+        default=[],
+        help="run only the body with this name (repeatable), e.g. '30-turn raven'",
+    )
     parser.add_argument("--peer", help="another relay's chat-completions URL to add to the run")
     parser.add_argument("--warmup", type=int, default=30, help="warm-up requests per body/target")
     args = quick.parse_args(parser, rounds=5, bursts=1, bodies=1, warmup=1)

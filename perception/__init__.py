@@ -5,8 +5,8 @@ A pure library (stdlib + pydantic, no I/O): `parse_messages(messages)` returns a
 conversation with perception removed, and any issues found. See README "Perception".
 """
 
-from perception.emotion_rule import find_emotion_rule
-from perception.instructions import instruction_parts, without_preamble
+from perception.emotion_rule import find_emotion_rule, strip_emotion_tags
+from perception.instructions import instruction_parts, system_text_parts, without_preamble
 from perception.models import (
     FIELD_NAMES,
     INSTRUCTION_ROLES,
@@ -17,8 +17,9 @@ from perception.models import (
     ParseIssue,
     PerceptionFields,
     Snapshot,
+    WrappedRule,
 )
-from perception.parser import DEFAULT_MAX_FIELD_CHARS, parse_messages, system_text_parts
+from perception.parser import DEFAULT_MAX_FIELD_CHARS, parse_messages
 from perception.raven import UNPARSED_KEY
 from perception.tags import neutralise_markup
 from perception.text import message_text, strip_invisible
@@ -35,11 +36,13 @@ __all__ = [
     "ParseIssue",
     "PerceptionFields",
     "Snapshot",
+    "WrappedRule",
     "find_emotion_rule",
     "instruction_parts",
     "message_text",
     "neutralise_markup",
     "parse_messages",
+    "strip_emotion_tags",
     "strip_invisible",
     "system_text_parts",
     "without_preamble",

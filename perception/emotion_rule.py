@@ -87,3 +87,16 @@ def find_emotion_rule(messages: Iterable[Any]) -> EmotionRule | None:
             if rule is not None:
                 return rule
     return None
+
+
+# An emotion tag in assistant history, as Tavus' Phoenix-4 replicas produce them; literal start,
+# possessive runs that stop at the next `<`: linear.
+_EMOTION_TAG = re.compile(r"<[ \t]*+/?+[ \t]*+emotion\b[^<>]*+>", re.I)
+
+
+def strip_emotion_tags(text: str) -> str:
+    """`text` without `<emotion …/>` tags (for history the persona has no emotion-tag rule for)."""
+    if "<" not in text:
+        return text
+    stripped = _EMOTION_TAG.sub("", text)
+    return stripped.strip() if stripped != text else text

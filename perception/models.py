@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Mode = Literal["raven", "basic", "none"]
+Layout = Literal["system", "user", "mixed", "none"]
 Source = Literal["raven", "basic", "audio", "silence"]
 IssueKind = Literal[
     "invalid_messages",  # the input is not a list
@@ -25,6 +26,8 @@ IssueKind = Literal[
     "hostile_closing_tag",  # a closing tag inside a value, or one that closes nothing
     "mention_demoted",  # prose mentioning tags shared a message with perception: made data
     "too_many_tags",  # past the per-message tag cap: the rest kept as unparsed data
+    "unpaired_tag",  # an unpaired or unknown tag in persona text: kept as persona text
+    "unrecognised_wrapper",  # <additional_system_instructions> we do not recognise: kept as speech
 ]
 
 INSTRUCTION_ROLES = frozenset({"system", "developer"})  # persona text and raven blocks
@@ -92,6 +95,21 @@ class InstructionPart(StrictModel):
     text: str = Field(description="The span, verbatim; a message's parts join back to it.")
 
 
+RuleKind = Literal["language", "datetime", "tavus_perception_preamble"]
+
+
+class WrappedRule(StrictModel):
+    """A Tavus rule recognised inside a user-role `<additional_system_instructions>` message.
+
+    User-role text can be typed by the user, so the wrapper grants nothing: only a rule from a
+    closed vocabulary is recognised, and `text` is our own canonical rendering of it (never the
+    raw text). Templates place it on the system side."""
+
+    message_index: int = Field(description="Index of the user message that carried it.")
+    kind: RuleKind
+    text: str = Field(description="The rule as we render it, from the closed vocabulary.")
+
+
 class EmotionRule(StrictModel):
     """Tavus' Phoenix-4 rule that every reply begins with `<emotion value="…"/>`."""
 
@@ -108,6 +126,13 @@ class Conversation(StrictModel):
     """A Tavus request's messages, split into conversation and perception."""
 
     mode: Mode = Field(description="Which perception format the request uses.")
+    layout: Layout = Field(
+        "none",
+        description=(
+            "Where the perception came: `system` messages (and user-turn prefixes), "
+            "perception-only `user` messages, both (`mixed`), or `none`."
+        ),
+    )
     latest: Snapshot = Field(description="Newest value of each field (null when never seen).")
     observations: list[Observation] = Field(description="Every observation, in message order.")
     messages: list[Any] = Field(
@@ -122,6 +147,13 @@ class Conversation(StrictModel):
         description=(
             "The persona's system text as ordered parts: Tavus' perception preamble, its style, "
             "language, date/time and emotion-tag rules, and the persona's own text."
+        ),
+    )
+    wrapped_rules: list[WrappedRule] = Field(
+        default_factory=list,
+        description=(
+            "Tavus' rules recognised in user-role `<additional_system_instructions>` messages, "
+            "canonically re-rendered (language, date/time line, perception preamble)."
         ),
     )
     emotion_rule: EmotionRule | None = Field(

@@ -1,8 +1,10 @@
 """`parse_messages`: a Tavus `messages` list in, a structured `Conversation` out.
 
 Walks the messages once. System (and developer) messages may hold raven blocks; user turns may
-start with raven-1 audio analysis or carry Basic prefixes; assistant and tool messages are never
-perception, whatever they contain. The parser never raises on a list: anything odd is kept
+start with raven-1 audio analysis or carry Basic prefixes; a user message that is only
+perception (Tavus' user-role layout, `perception.user_layout`) is an observation, not a turn,
+and an audio-only one attaches to the next user turn's speech; assistant and tool messages are
+never perception, whatever they contain. The parser never raises on a list: anything odd is kept
 as it was and reported in `issues`.
 """
 
@@ -11,20 +13,21 @@ from __future__ import annotations
 from typing import Any
 
 from perception.emotion_rule import find_emotion_rule
-from perception.instructions import instruction_parts
+from perception.instructions import system_text_parts
 from perception.models import (
     FIELD_NAMES,
     INSTRUCTION_ROLES,
     Conversation,
-    InstructionPart,
     IssueKind,
+    Layout,
     Mode,
     Observation,
     ParseIssue,
     Snapshot,
     Source,
+    WrappedRule,
 )
-from perception.raven import KNOWN_TAGS, MAX_TAGS, UNPARSED_KEY, split_raven_message
+from perception.raven import KNOWN_TAGS, MAX_TAGS, UNPARSED_KEY, Block, split_raven_message
 from perception.speech import (
     SILENCE_NOTE,
     is_basic_turn,
@@ -33,6 +36,7 @@ from perception.speech import (
     split_leading_audio,
 )
 from perception.text import clean_value, message_text, with_text
+from perception.user_layout import has_wrapper, split_user_perception
 
 DEFAULT_MAX_FIELD_CHARS = 4000
 
@@ -49,6 +53,11 @@ class _ConversationBuilder:
         self.saw_raven = False
         self.saw_basic = False
         self.last_user_silent = False
+        self.saw_system_layout = False  # perception in system messages
+        self.saw_user_layout = False  # perception-only user messages
+        self.wrapped_rules: list[WrappedRule] = []
+        # Audio analyses of an audio-only user message, waiting for the next user turn's speech.
+        self.pending_audio: tuple[int, list[str]] | None = None
 
     def issue(self, index: int | None, kind: IssueKind, detail: str) -> None:
         key = (index, kind, detail)
@@ -73,15 +82,23 @@ class _ConversationBuilder:
 
     def system_message(self, index: int, message: dict[str, Any], text: str) -> None:
         split = split_raven_message(text)
-        if split is None:
+        if split is not None and split.unpaired_tags:
+            self.issue(
+                index,
+                "unpaired_tag",
+                f"{split.unpaired_tags} unpaired or unknown tag(s) in persona text; kept as "
+                "persona text",
+            )
+        if split is None or not split.has_data:
             self.messages.append(message)
             return
+        self.saw_system_layout = True
         if split.demoted_mentions:
             self.issue(
                 index,
                 "mention_demoted",
-                "perception follows prose that mentions tags in this message; everything from "
-                "the first tag on was treated as data",
+                "prose in this message mentions a perception tag pair before its perception; "
+                "everything from that mention on was treated as data",
             )
         if split.too_many_tags:
             self.issue(
@@ -95,9 +112,23 @@ class _ConversationBuilder:
                 "hostile_closing_tag",
                 f"{split.stray_closers} closing tag(s) closed nothing; kept as data",
             )
+        fields, extra = self.block_fields(index, split.blocks)
+        self.saw_raven = True
+        if split.leftover:
+            self.issue(index, "stray_text", "text outside perception blocks kept as data")
+            extra[UNPARSED_KEY] = self.clean(index, UNPARSED_KEY, split.leftover)
+        self.observe(index, "raven", {**fields, "extra": extra})
+        content = message.get("content")
+        if split.persona or (isinstance(content, list) and len(content) > 1):
+            self.messages.append(with_text(message, split.persona))
+
+    def block_fields(
+        self, index: int, blocks: list[Block]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The cleaned field values of one message's blocks (unknown tags under `extra`)."""
         fields: dict[str, Any] = {}
         extra: dict[str, str] = {}
-        for block in split.blocks:
+        for block in blocks:
             field = KNOWN_TAGS.get(block.name)
             if not block.closed:
                 self.issue(index, "unclosed_tag", f"<{block.name}> has no closing tag")
@@ -114,17 +145,54 @@ class _ConversationBuilder:
                 extra[block.name] = value
             else:
                 fields[field] = value
+        return fields, extra
+
+    def user_perception(self, index: int, text: str) -> bool:
+        """A perception-only user message (the user-role layout): observed, not a turn."""
+        found = split_user_perception(text)
+        if found is None:
+            if has_wrapper(text):
+                self.issue(
+                    index,
+                    "unrecognised_wrapper",
+                    "<additional_system_instructions> holding something other than perception "
+                    "or a recognised Tavus rule; kept in the user's turn as data",
+                )
+            return False
+        self.saw_user_layout = True
+        for kind, rule in found.rules:
+            self.wrapped_rules.append(WrappedRule(message_index=index, kind=kind, text=rule))
+        if found.audio:
+            self.flush_audio()
+            self.pending_audio = (index, found.audio)
+        if found.visual:
+            self.saw_raven = True
+            fields, extra = self.block_fields(index, found.visual)
+            self.observe(index, "raven", {**fields, "extra": extra})
+        return True
+
+    def flush_audio(self) -> None:
+        """Audio that no speech turn followed: an observation of its own message."""
+        if self.pending_audio is not None:
+            index, analyses = self.pending_audio
+            self.pending_audio = None
+            self.observe_audio(index, analyses)
+
+    def observe_audio(self, index: int, analyses: list[str]) -> None:
         self.saw_raven = True
-        if split.leftover:
-            self.issue(index, "stray_text", "text outside perception blocks kept as data")
-            extra[UNPARSED_KEY] = self.clean(index, UNPARSED_KEY, split.leftover)
-        self.observe(index, "raven", {**fields, "extra": extra})
-        content = message.get("content")
-        if split.persona or (isinstance(content, list) and len(content) > 1):
-            self.messages.append(with_text(message, split.persona))
+        self.observe(index, "audio", {"audio": self.clean(index, "audio", " ".join(analyses))})
 
     def user_message(self, index: int, message: dict[str, Any], text: str) -> None:
+        content = message.get("content")
+        only_text = not isinstance(content, list) or all(
+            isinstance(part, dict) and part.get("type") == "text" for part in content
+        )
+        # A message with an image or audio part is a turn whatever its text says: dropping it
+        # as perception would lose what the user sent.
+        if only_text and self.user_perception(index, text):
+            return
         if is_silence(text):
+            self.flush_audio()
             # Not speech: Tavus fills the turn when the user stayed silent. The turn is kept
             # (empty) so the conversation keeps its shape; templates say what happened.
             self.messages.append(with_text(message, ""))
@@ -134,6 +202,9 @@ class _ConversationBuilder:
         self.last_user_silent = False
         speech = text
         analyses: list[str] = []
+        if self.pending_audio is not None:  # an audio-only message just before: this speech's
+            analyses.extend(self.pending_audio[1])
+            self.pending_audio = None
         scene: str | None = None
         is_basic = False
         # Repeat until stable, so the cleaned speech never starts with perception markup.
@@ -158,14 +229,17 @@ class _ConversationBuilder:
             return
         self.messages.append(with_text(message, speech))
         if analyses:
-            self.saw_raven = True
-            audio_text = " ".join(analyses)
-            self.observe(index, "audio", {"audio": self.clean(index, "audio", audio_text)})
+            self.observe_audio(index, analyses)
         if is_basic:
             self.saw_basic = True
             if scene is not None:
                 cleaned_scene = self.clean(index, "visual_scene", scene)
                 self.observe(index, "basic", {"visual_scene": cleaned_scene})
+
+    def layout(self) -> Layout:
+        if self.saw_user_layout:
+            return "mixed" if self.saw_system_layout else "user"
+        return "system" if self.observations else "none"
 
     def mode(self) -> Mode:
         if self.saw_raven and self.saw_basic:
@@ -186,18 +260,6 @@ class _ConversationBuilder:
         if not self.last_user_silent:
             newest.pop("silence", None)  # an earlier silence is over once the user speaks
         return Snapshot(**newest, extra=extra)
-
-
-def system_text_parts(messages: list[Any]) -> list[InstructionPart]:
-    """The ordered parts of every kept system/developer message (see `perception.instructions`)."""
-    return [
-        part
-        for index, message in enumerate(messages)
-        if isinstance(message, dict)
-        and isinstance(message.get("role"), str)
-        and message["role"] in INSTRUCTION_ROLES
-        for part in instruction_parts(index, message_text(message.get("content")) or "")
-    ]
 
 
 def parse_messages(
@@ -221,6 +283,8 @@ def parse_messages(
             builder.issue(index, "invalid_message", "not an object with a string role; kept as is")
             builder.messages.append(message)
             continue
+        if role != "user":
+            builder.flush_audio()
         if role not in INSTRUCTION_ROLES and role != "user":
             builder.messages.append(message)  # assistant/tool text is never perception
             continue
@@ -232,9 +296,12 @@ def parse_messages(
             builder.user_message(index, message, text)
         else:
             builder.system_message(index, message, text)
+    builder.flush_audio()
     mode = builder.mode()
     return Conversation(
         mode=mode,
+        layout=builder.layout(),
+        wrapped_rules=builder.wrapped_rules,
         latest=builder.latest(),
         observations=builder.observations,
         messages=builder.messages,

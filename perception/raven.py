@@ -8,20 +8,33 @@ sentences ("use only the content within the <user_appearance> and <user_emotions
 the fixtures `tavus-raven-preamble*.json` for the published text.
 
 Perception values are user-controlled (a screen share shows whatever is on the screen), so the
-question is never "which tags are data" but "where does untrusted text start". The rule:
+question is never "which tags are data" but "where does untrusted text start". The rule
+(issue 22):
 
 1. A message whose first non-blank text is a tag is a perception message: all of it is data.
-2. Otherwise the message is persona text until a tag that prose cannot explain appears:
-   a tag that starts its line; a closing tag that does not close an empty pair (so it closes a
-   value); an opening tag while one of the same name is still open; or a second empty pair of
-   the same name. From then on, everything **from the message's first tag** is data.
+2. Otherwise the message is persona text, byte for byte, unless a *known* tag (`KNOWN_TAGS`)
+   outside Tavus' recognised perception preambles (`perception.instructions.preamble_spans`)
+   is one prose cannot explain: a tag that starts its line; a closing tag that does not close
+   an empty pair (so it closes a value); an opening tag while one of the same name is still
+   open; or a second empty pair of the same name. Then the data starts at the first *complete
+   known block* outside the preambles (an opening known tag with a closing tag of its name
+   somewhere after it): the persona text before it stays, byte for byte.
+3. Unknown `user_*` tags and unpaired tags in persona text are reported (`unpaired_tag`) and
+   change nothing, so an app's context ending in `\n<user_profile_end>` after the preamble
+   keeps the whole persona in the system role.
 
-Anchoring at the first tag (not at the tag that gave it away) is what makes the rule hold against
-a value crafted to look like prose: Tavus' own opening tag always precedes the value, and some
-tag at or after it is always unexplainable, so every byte of every value lands in the data part.
-The price is paid only when perception shares a message with prose that mentions tags: then the
-prose after its first mention is treated as data too (reported as `mention_demoted`), which is
-the safe direction. Prose that only mentions tags (the preambles) is never touched.
+Why this holds against a value crafted to look like prose: Tavus' own opening tag precedes the
+value and its closing tag follows it, so Tavus' block is complete and starts no later than the
+value; and some known tag at or after Tavus' opening tag is always unexplainable (the old rule's
+argument, which ignoring the preamble's and unknown tags cannot break: skipping a tag only
+makes the text between two considered tags longer, so a pair looks less empty). Every byte of
+the value therefore lands in the data part. An empty pair counts as a complete block for the
+same reason (`<user_screen>…</user_screen>` may be the head of a value that goes on); when the
+data starts at one, a prose mention became data (reported as `mention_demoted`, the safe
+direction). A preamble is recognised by its opening sentence and last rule on one line, and
+Tavus wraps values in newlines, so a value cannot stretch a preamble over Tavus' block. Past
+MAX_TAGS tags with no complete block in reach, the data starts at the first tag outside the
+preambles (bounded work, the safe direction).
 
 Inside the data part, an opening tag's value runs to the next closing tag of the same name, or,
 when another opening tag of that name or no closing tag comes first, to the next tag of any kind
@@ -33,9 +46,11 @@ in the data part outside any block is kept as data too, never as persona text.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from perception.instructions import preamble_spans
 from perception.tags import Tag, scan_tags
 
 # Tag name → field; any other `user_*` tag is kept under `extra` by its own name.
@@ -67,12 +82,14 @@ class Block(NamedTuple):
 class RavenMessage:
     """A system message split at the trust boundary."""
 
-    persona: str  # trusted text before the boundary, stripped ("" when it is all data)
+    persona: str  # trusted text before the boundary, right-stripped ("" when it is all data)
+    has_data: bool  # False: no perception here, the message is persona text as it was
     blocks: list[Block]
     leftover: str  # data-part text outside blocks, stripped
     stray_closers: int  # closing tags that closed nothing
     demoted_mentions: bool  # prose with tag mentions was pulled into the data part
     too_many_tags: bool  # past MAX_TAGS: the rest is in `leftover`
+    unpaired_tags: int  # unpaired or unknown tags left in the persona text
 
 
 def _is_empty_pair(text: str, opening: Tag | None, closing: Tag) -> bool:
@@ -85,7 +102,7 @@ def _is_empty_pair(text: str, opening: Tag | None, closing: Tag) -> bool:
 
 
 def _unexplained_tag(text: str, tags: list[Tag]) -> int | None:
-    """Index of the first tag prose cannot explain (rule 2), or None."""
+    """Index of the first tag prose cannot explain (see rule 2), or None."""
     open_names: set[str] = set()
     empty_pairs: set[str] = set()
     previous: Tag | None = None
@@ -110,6 +127,35 @@ def _unexplained_tag(text: str, tags: list[Tag]) -> int | None:
     return None
 
 
+def _outside(spans: list[tuple[int, int]], tags: list[Tag]) -> list[bool]:
+    """For each tag (in order): True when it is not inside one of the (ordered) spans."""
+    result = []
+    span = 0
+    for tag in tags:
+        while span < len(spans) and spans[span][1] <= tag.start:
+            span += 1
+        result.append(not (span < len(spans) and spans[span][0] <= tag.start))
+    return result
+
+
+def _first_complete_block(tags: list[Tag]) -> tuple[Tag, Tag] | None:
+    """The first opening tag with a closing tag of its name after it, and that closing tag."""
+    next_close, _ = _next_of_same_kind(tags)
+    for tag, closer in zip(tags, next_close, strict=True):
+        if not tag.closing and closer is not None:
+            return tag, tags[closer]
+    return None
+
+
+def _unpaired(text: str, tags: list[Tag]) -> int:
+    """How many of `tags` are not half of an empty pair (a prose mention)."""
+    paired = 0
+    for previous, tag in itertools.pairwise(tags):
+        if tag.closing and _is_empty_pair(text, previous, tag):
+            paired += 2
+    return len(tags) - paired
+
+
 def _next_of_same_kind(tags: list[Tag]) -> tuple[list[int | None], list[int | None]]:
     """For each tag: the index of the next closing and next opening tag with its name."""
     next_close: list[int | None] = [None] * len(tags)
@@ -124,7 +170,7 @@ def _next_of_same_kind(tags: list[Tag]) -> tuple[list[int | None], list[int | No
     return next_close, next_open
 
 
-def _blocks(text: str, tags: list[Tag]) -> tuple[list[Block], int]:
+def split_blocks(text: str, tags: list[Tag]) -> tuple[list[Block], int]:
     """The blocks of a data part, and how many closing tags closed nothing."""
     openings, closings = tags[::2], tags[1::2]
     if len(openings) == len(closings) and all(
@@ -205,22 +251,35 @@ def _split(text: str) -> RavenMessage | None:
     too_many = len(tags) > MAX_TAGS
     if too_many:
         tags = tags[:MAX_TAGS]
+    demoted = False
+    unpaired = 0
+    if text[: tags[0].start].strip():
+        outside = _outside(preamble_spans(text), tags)
+        considered = [tag for tag, out in zip(tags, outside, strict=True) if out]
+        known = [tag for tag in considered if tag.name in KNOWN_TAGS]
+        boundary: Tag | None = None
+        if _unexplained_tag(text, known) is not None:
+            found = _first_complete_block(known)
+            if found is not None:
+                boundary = found[0]
+                demoted = _is_empty_pair(text, *found)  # a prose mention became data
+        if boundary is None and too_many and considered:
+            boundary = considered[0]  # no complete block in reach: the old anchor, bounded
+        if boundary is None:  # prose that only mentions tags, e.g. Tavus' preamble
+            return RavenMessage(text, False, [], "", 0, False, False, _unpaired(text, considered))
+        unpaired = _unpaired(text, [tag for tag in considered if tag.start < boundary.start])
+        tags = [tag for tag in tags if tag.start >= boundary.start]
     first = tags[0]
-    if text[: first.start].strip():
-        unexplained = _unexplained_tag(text, tags)
-        if unexplained is None and not too_many:
-            return None  # prose that mentions tags, e.g. Tavus' preamble: persona text
-        demoted = unexplained != 0
-    else:
-        demoted = False
-    blocks, stray = _blocks(text, tags)
+    blocks, stray = split_blocks(text, tags)
     return RavenMessage(
-        persona=text[: first.start].strip(),
+        persona=text[: first.start].rstrip(),
+        has_data=True,
         blocks=blocks,
         leftover=remove_blocks(text, blocks, start=first.start),
         stray_closers=stray,
         demoted_mentions=demoted,
         too_many_tags=too_many,
+        unpaired_tags=unpaired,
     )
 
 

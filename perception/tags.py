@@ -24,8 +24,12 @@ _TAG = r"<[ \t]*+(/?+)[ \t]*+(user_[a-z0-9_]++)(?:[ \t][^<>\n]*+)?+>"
 TAG_RE = re.compile(_TAG, re.I | re.A)
 # For neutralising values: any whitespace (newlines too) and an empty name suffix still count,
 # because a model reading `<\nuser_x>` or `</user_` may well take it for markup.
+# Tavus' `<additional_system_instructions>` wrapper (issue 22) is neutralised the same way: in a
+# user turn it is something the user may have typed, and it must not read as Tavus' own.
 MARKUP_RE = re.compile(
-    r"<\s*+(/?+)\s*+(user_[a-z0-9_]*+)(?:\s[^<>]*+)?+>|<\s*+(/?+)\s*+user_", re.I | re.A
+    r"<\s*+(/?+)\s*+(user_[a-z0-9_]*+|additional_system_instructions)(?:\s[^<>]*+)?+>"
+    r"|<\s*+(/?+)\s*+user_",
+    re.I | re.A,
 )
 
 
@@ -33,7 +37,9 @@ MARKUP_RE = re.compile(
 # (`<user_x>` → `[user_x>`) instead of a Python call per tag: text that dense in markup is an
 # attack, and the pretty form would cost ~0.5 µs per tag.
 DENSE_MARKUP = 1024
-_MARKUP_START_RE = re.compile(r"<(?=\s*+/?+\s*+user_)", re.I | re.A)
+_MARKUP_START_RE = re.compile(
+    r"<(?=\s*+/?+\s*+(?:user_|additional_system_instructions))", re.I | re.A
+)
 
 
 class Tag(NamedTuple):  # a tuple: built for every tag of every request, and cheapest to build
@@ -63,7 +69,8 @@ def _neutral(match: re.Match[str]) -> str:
 
 
 def neutralise_markup(text: str) -> str:
-    """Perception markup (`<user_x>`, `</user_x>`, a dangling `<user_`) → `[user_x]` etc."""
+    """Perception markup (`<user_x>`, `</user_x>`, a dangling `<user_`, Tavus' wrapper
+    `<additional_system_instructions>`) → `[user_x]` etc."""
     if "<" not in text:
         return text
     if text.count("<") > DENSE_MARKUP:

@@ -3,11 +3,15 @@
 Layout for every non-passthrough template:
 
 1. persona system text: every system/developer message the parser kept, byte for byte, in order;
+   then, when Tavus sent its rules as user-role `<additional_system_instructions>` messages,
+   one system message of those rules in our own canonical text (`Conversation.wrapped_rules`);
 2. one system message of fence instructions from the template (only when there is perception);
 3. the conversation turns, user/assistant/tool text neutralised (no Tavus markup, Basic prefixes or
    chat-template tokens); tool calls, ids and names untouched;
 4. the template's fenced perception block, prepended to the last user turn. Perception is thus
    demoted from the system role to the user's own turn, where user-derived data belongs.
+
+Assistant turns keep Tavus' `<emotion …/>` tags only when the persona has the emotion-tag rule.
 
 Before the user has spoken (Tavus calls with only system text, or with just the greeting), a
 placeholder user turn `NO_USER_TURN` is added after the turns: several providers reject a
@@ -23,7 +27,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from perception import INSTRUCTION_ROLES, Conversation, without_preamble
+from perception import INSTRUCTION_ROLES, Conversation, strip_emotion_tags, without_preamble
 from prompts.budget import drop_oldest_turns, last_user_index
 from prompts.fence import Fence, escape_fenced, new_fence
 from prompts.templates import PromptTemplate
@@ -72,11 +76,12 @@ def _neutralised_part(part: Any) -> Any:
     return {**part, **changed} if changed else part
 
 
-def _neutralised_turn(message: Any) -> Any:
+def _neutralised_turn(message: Any, strip_emotions: bool = False) -> Any:
     """User-derived text, neutralised wherever the model reads it as text: content strings, the
     text of content parts, and the message `name`. Left byte-exact on purpose: assistant
     `tool_calls` (their arguments must reach the tool unchanged), ids, and non-text parts
-    (an image URL or audio data would break if edited)."""
+    (an image URL or audio data would break if edited). With `strip_emotions`, assistant text
+    loses its `<emotion …/>` tags (see `render_prompt`)."""
     if not isinstance(message, dict) or message.get("role") not in _UNTRUSTED_ROLES:
         return message
     # All non-instruction text gets the fence escaping: the speech shares its message with the
@@ -84,6 +89,8 @@ def _neutralised_turn(message: Any) -> Any:
     updates: dict[str, Any] = {}
     content = message.get("content")
     if isinstance(content, str):
+        if strip_emotions and message.get("role") == "assistant":
+            content = strip_emotion_tags(content)
         updates["content"] = escape_fenced(content)
     elif isinstance(content, list):
         updates["content"] = [_neutralised_part(part) for part in content]
@@ -101,6 +108,25 @@ def _without_preamble(message: Any) -> Any:
             return message
         return {**message, "content": text} if text else None
     return message  # content parts: kept verbatim (Tavus sends strings)
+
+
+def _rules_message(conversation: Conversation, fenced: bool) -> dict[str, Any] | None:
+    """Tavus' rules found in user-role wrappers, as one system message of our canonical texts
+    (each once; the preamble only when perception is not fenced, as for system text)."""
+    texts: list[str] = []
+    for rule in conversation.wrapped_rules:
+        if fenced and rule.kind == "tavus_perception_preamble":
+            continue
+        if rule.text not in texts:
+            texts.append(rule.text)
+    return {"role": "system", "content": "\n".join(texts)} if texts else None
+
+
+def _after_leading_instructions(turns: list[Any], message: dict[str, Any]) -> list[Any]:
+    position = 0
+    while position < len(turns) and _is_instruction(turns[position]):
+        position += 1
+    return [*turns[:position], message, *turns[position:]]
 
 
 def _with_block(turns: list[Any], block: str) -> list[Any]:
@@ -134,11 +160,19 @@ def render_prompt(
         )
 
     fence = fence or new_fence()
-    if conversation.latest.is_empty():
+    # Assistant history keeps Tavus' `<emotion …/>` tags only when the persona has the rule
+    # that asks for them (the model sees the pattern it must follow); otherwise they are noise
+    # the model would copy into speech.
+    strip_emotions = conversation.emotion_rule is None
+    fenced = not conversation.latest.is_empty()
+    rules = _rules_message(conversation, fenced)
+    if not fenced:
         # Nothing to fence: keep the original order, so a request without perception passes
         # through unharmed (only neutralised).
         head: list[Any] = []
-        turns = [_neutralised_turn(m) for m in conversation.messages]
+        turns = [_neutralised_turn(m, strip_emotions) for m in conversation.messages]
+        if rules is not None:
+            turns = _after_leading_instructions(turns, rules)
         collapsed = False
         head_tokens = 0
         turn_tokens = estimate_message_tokens(turns)
@@ -147,8 +181,12 @@ def render_prompt(
         # fenced there are none, so the fence's own instructions (appended below) replace it.
         head = [_without_preamble(m) for m in conversation.messages if _is_instruction(m)]
         head = [m for m in head if m is not None]
+        if rules is not None:
+            head.append(rules)
         plain_turns = [
-            _neutralised_turn(m) for m in conversation.messages if not _is_instruction(m)
+            _neutralised_turn(m, strip_emotions)
+            for m in conversation.messages
+            if not _is_instruction(m)
         ]
         variables = template_variables(conversation, fence, include_changes=True)
         head.append({"role": "system", "content": template.render_block("instructions", variables)})

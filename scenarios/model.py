@@ -11,6 +11,12 @@ A scenario is JSON (see scenarios/library/ and the README):
 Encoding follows what Tavus sends: raven puts a system message of `<user_*>` blocks right before the
 user turn; raven-1 adds a leading `<user_audio_analysis>` to the user turn; Basic sends
 `USER_SPEECH: … VISUAL_SCENE: …` (the first turn without a prefix); off sends plain speech.
+
+`"layout": "user"` sends raven the second way Tavus was seen to (issue 22; github.com/
+harrydaihaolin/Jarvis, proxy/src/translate.test.js): perception as perception-only *user*
+messages (the appearance inside `<additional_system_instructions>`, the other blocks bare,
+values wrapped in newlines), raven-1 audio as an audio-only user message before the speech, and
+the `language` rule as `<additional_system_instructions>respond in …</…>`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 PerceptionMode = Literal["raven", "raven-1", "basic", "off"]
+Layout = Literal["system", "user"]
+WRAPPER = "additional_system_instructions"
 
 # Tavus' perception preambles as its documentation shows them (tests/fixtures/tavus/): the
 # stored first system message starts with them, before the persona's own prompt.
@@ -99,6 +107,13 @@ class Scenario(BaseModel):
     opens_before_user: bool = Field(
         False, description="Tavus calls once before the user speaks (system text and greeting)."
     )
+    layout: Layout = Field(
+        "system",
+        description="Where raven perception and Tavus' rules go: system or user-role messages.",
+    )
+    language: str | None = Field(
+        None, description="Tavus' language rule (`respond in …`), e.g. english."
+    )
     turns: list[Turn] = Field(min_length=1)
 
     def opening_messages(self) -> list[dict[str, Any]]:
@@ -111,6 +126,12 @@ class Scenario(BaseModel):
         elif self.perception == "basic":
             persona = f"{BASIC_PREAMBLE} {persona}"
         messages: list[dict[str, Any]] = [{"role": "system", "content": persona}]
+        if self.language:
+            rule = f"respond in {self.language}"
+            if self.layout == "user":
+                messages.append({"role": "user", "content": f"<{WRAPPER}>{rule}</{WRAPPER}>"})
+            else:
+                messages.append({"role": "system", "content": rule})
         if self.greeting:
             messages.append({"role": "assistant", "content": self.greeting})
         return messages
@@ -121,7 +142,9 @@ class Scenario(BaseModel):
         text = turn.user if speech is None else speech
         mode = turn.perception or self.perception
         messages: list[dict[str, Any]] = []
-        if mode in ("raven", "raven-1"):
+        if mode in ("raven", "raven-1") and self.layout == "user":
+            messages.extend(_user_role_perception_messages(turn, mode))
+        elif mode in ("raven", "raven-1"):
             blocks = [
                 f"<{tag}>{value}</{tag}>"
                 for tag, value in (
@@ -141,6 +164,21 @@ class Scenario(BaseModel):
                 text += f" VISUAL_SCENE: {turn.visual_scene}"
         messages.append({"role": "user", "content": text})
         return messages
+
+
+def _user_role_perception_messages(turn: Turn, mode: PerceptionMode) -> list[dict[str, Any]]:
+    """One turn's perception the user-role way (see the module docstring)."""
+    messages = []
+    if turn.appearance:
+        block = f"<user_appearance>\n{turn.appearance}\n</user_appearance>"
+        messages.append({"role": "user", "content": f"<{WRAPPER}>{block}</{WRAPPER}>"})
+    for tag, value in (("user_emotions", turn.emotions), ("user_screenshare", turn.screen)):
+        if value:
+            messages.append({"role": "user", "content": f"<{tag}>\n{value}\n</{tag}>"})
+    if mode == "raven-1" and turn.audio:
+        audio = f"<user_audio_analysis>{turn.audio}</user_audio_analysis>"
+        messages.append({"role": "user", "content": audio})
+    return messages
 
 
 def scenario_request(scenario: Scenario, default_model: str = "echo") -> dict[str, Any]:

@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--model", help="model name to send (default: the scenario's, or echo)")
     simulate.add_argument(
+        "--layout",
+        choices=["system", "user"],
+        help="where raven perception and Tavus' rules go (default: the scenario's): system "
+        "messages, or user-role messages as some Tavus models receive them",
+    )
+    simulate.add_argument(
         "--speculative",
         action="store_true",
         help="also send overlapping partial transcripts per turn, abandoned mid-stream",

@@ -27,6 +27,7 @@ from server.inprocess import LiveServer, live_server
 from server.services import services
 from tests.conftest import FIXTURES, make_settings
 from tests.fake_upstream import FakeUpstream, Reply, chunk, text_reply
+from tests.user_layout import to_user_role
 
 LAYOUT = json.loads((FIXTURES / "perception" / "tavus-logged-layout.json").read_text())
 MESSAGES = LAYOUT["messages"]
@@ -202,10 +203,15 @@ def test_nothing_secret_is_ever_stored(tmp_path: Path) -> None:
         ("full", [SCREEN, "Confused, frowning."], []),
     ],
 )
-def test_privacy_modes(tmp_path: Path, mode: str, kept: list[str], withheld: list[str]) -> None:
+@pytest.mark.parametrize("layout", ["system", "user"])
+def test_privacy_modes(
+    tmp_path: Path, mode: str, kept: list[str], withheld: list[str], layout: str
+) -> None:
+    """Perception sent as user-role messages (issue 22) is reduced like any other."""
     settings = make_settings(capture=f"sqlite:///{tmp_path}/p.db", capture_perception=mode)
+    messages = MESSAGES if layout == "system" else to_user_role(MESSAGES)
     with live_server(settings) as server:
-        ask(server.url, MESSAGES, "conv-p")
+        ask(server.url, messages, "conv-p")
         (row,) = written(server, 1)
     stored = json.dumps([row["request"], row["parsed"], row["prompt"]], ensure_ascii=False)
     for value in kept:

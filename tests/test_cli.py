@@ -60,6 +60,10 @@ def test_parse_pretty_summary() -> None:
     assert "  user_gaze: Looking at the second monitor." in lines
     assert "observations: 3" in lines
     assert "issue: [4] unclosed_tag: <user_emotions> has no closing tag" in lines
+    assert "layout: system" in lines
+    user_role = cli("parse", "--pretty", str(FIXTURES / "perception" / "user-role-jarvis.json"))
+    assert "layout: user" in user_role.stdout.splitlines()
+    assert "  rule from a user-role wrapper: respond in english" in user_role.stdout
 
 
 def test_parse_errors_are_one_line_with_status_2(tmp_path: Path) -> None:

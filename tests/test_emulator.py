@@ -347,3 +347,37 @@ def test_tool_calls_get_the_scripted_result_and_a_follow_up() -> None:
     }
     assert follow_up.body["tools"][0]["function"]["name"] == "get_current_weather"
     assert follow_up.body["temperature"] == 0.3
+
+
+@pytest.mark.parametrize(
+    ("scenario", "layout"), [("raven1-sarcasm", "user"), ("raven1-user-role", "system")]
+)
+def test_layout_option_moves_perception_between_roles(scenario: str, layout: str) -> None:
+    """`simulate --layout` (issue 22) overrides where the scenario's perception goes."""
+    with FakeUpstream().serving() as fake:
+        cli("simulate", "--url", fake.base_url, "--scenario", scenario, "--layout", layout)
+        fake.wait_for_requests(1)
+        bodies = [request.body for request in fake.received]
+    messages = [  # the probes' deliberately bad bodies aside
+        m for body in bodies for m in body["messages"] if isinstance(m.get("content"), str)
+    ]
+    perception = [m for m in messages if m["content"].lstrip().startswith("<")]
+    assert perception, "the scenario sent no perception"
+    roles = {m["role"] for m in perception if "user_emotions" in m["content"]}
+    assert roles == ({"user"} if layout == "user" else {"system"})
+    audio_alone = [m for m in messages if m["content"].endswith("</user_audio_analysis>")]
+    assert bool(audio_alone) == (layout == "user")
+
+
+def test_phoenix4_tags_follow_user_role_perception(server_url: str) -> None:
+    """Issue 22: with the perception sent as user-role messages, the emotion-tag guarantee still
+    reads the user's perceived emotions (sad → a sad tag, not the neutral default)."""
+    result = cli(
+        "simulate", "--url", server_url, "--api-key", "sim-key",
+        "--scenario", "phoenix4-emotions", "--layout", "user", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    tags = [re.match(r'<emotion value="([a-z]+)"/>', t["reply"]) for t in report["turns"]]
+    assert all(tags), report["turns"]
+    assert tags[1] is not None and tags[1].group(1) == "sad"

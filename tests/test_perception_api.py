@@ -32,6 +32,8 @@ def test_accepts_a_messages_object_or_a_whole_request(client: TestClient) -> Non
         "issues",
         "instructions",
         "emotion_rule",
+        "layout",
+        "wrapped_rules",
     }
     assert data["mode"] == "raven"
     assert data["observations"][0]["message_index"] == 2

@@ -34,7 +34,14 @@ def summary(messages: Any, **kwargs: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.stem)
 def test_fixture_conversations(path: Path) -> None:
     fixture = json.loads(path.read_text())
-    assert summary(fixture["messages"]) == fixture["expected"]
+    expected = fixture["expected"]
+    got = summary(fixture["messages"])
+    conversation = parse_messages(fixture["messages"])
+    if "layout" in expected:  # the user-role fixtures (issue 22) also pin these
+        got["layout"] = conversation.layout
+        got["wrapped_rules"] = [rule.model_dump() for rule in conversation.wrapped_rules]
+    assert got == expected
+    assert fixture["source"] and fixture["evidence"]
 
 
 @pytest.mark.parametrize(
@@ -116,7 +123,7 @@ EDGE_CASES: list[tuple[str, list[Any], dict[str, Any], list[Any], list[str]]] = 
         [sys("You get the screen in <user_screenshare> tags.")],
         {},
         [sys("You get the screen in <user_screenshare> tags.")],
-        [],
+        ["unpaired_tag"],
     ),
     (
         "unclosed tag stops at the next tag and never crosses messages",

@@ -406,3 +406,43 @@ def test_switching_a_template_clears_its_reply(browser: Browser, url: str) -> No
     expect(page.get_by_test_id("reply-a")).to_be_empty()
     expect(page.get_by_test_id("timing-a")).to_be_empty()
     expect(page.get_by_test_id("tokens-a")).to_have_text(re.compile(r"^\d+ prompt tokens"))
+
+
+def test_user_role_perception_is_shown_in_the_playground_and_calls_view(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """Issue 22: perception sent as user-role messages is perceived, shown with its layout, and
+    the Calls view shows what the call perceived and where Tavus put it."""
+    import openai
+
+    from scenarios import load_scenario, scenario_request
+
+    settings = make_settings(capture=f"sqlite:///{tmp_path}/calls.db")
+    with running_server(settings) as base:
+        page, errors = open_page(browser, base)
+        choose_example(page, "raven1-user-role")
+        expect(page.get_by_test_id("latest")).to_contain_text("Brighter, faster than before.")
+        expect(page.get_by_test_id("layout")).to_contain_text("in user-role messages")
+        expect(page.get_by_test_id("layout")).to_contain_text("respond in english")
+
+        body = scenario_request(load_scenario("raven1-user-role"))
+        client = openai.OpenAI(base_url=base + "/v1", api_key="k", max_retries=0)
+        reply = client.chat.completions.create(
+            model="echo",
+            messages=body["messages"],
+            stream=True,
+            extra_headers={"conversation-id": "conv-user-role"},
+        )
+        spoken = "".join(c.choices[0].delta.content or "" for c in reply if c.choices)
+        assert "Curious, leaning in" in spoken  # echo reads user-role perception too
+        assert "Brighter, faster than before." in spoken
+        expect(page.get_by_test_id("conversations")).to_contain_text("conv-user-role")
+        page.locator("#conversations tr[data-id='conv-user-role']").click()
+        timeline = page.get_by_test_id("call-timeline")
+        expect(timeline).to_contain_text("Can you quiz me on cell organelles?")
+        expect(timeline).to_contain_text("audio: Brighter, faster than before.")
+        timeline.locator("tr[data-id]").first.click()
+        detail = page.get_by_test_id("call-detail")
+        expect(detail).to_contain_text("Perception layout: in user-role messages")
+        expect(detail).to_contain_text("A diagram of an animal cell with labels.")
+        assert errors == []

@@ -37,6 +37,8 @@ def load_scenarios(names: list[str]) -> list[Scenario]:
 
 def run_simulate(args: argparse.Namespace) -> int:
     (scenario,) = load_scenarios([args.scenario])
+    if args.layout is not None:
+        scenario = scenario.model_copy(update={"layout": args.layout})
     options = SimulateOptions(
         url=args.url,
         api_key=args.api_key,

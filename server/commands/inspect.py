@@ -58,6 +58,10 @@ def summarise(conversation: Conversation) -> str:
         fields.update(observation.extra)
         shown = "; ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
         lines.append(f"  [{observation.message_index}] {observation.source}: {shown}")
+    lines.append(f"layout: {conversation.layout}")
+    lines.extend(
+        f"  rule from a user-role wrapper: {rule.text}" for rule in conversation.wrapped_rules
+    )
     lines.append(f"messages after cleaning: {len(conversation.messages)}")
     for issue in conversation.issues:
         where = "" if issue.message_index is None else f"[{issue.message_index}] "

@@ -3,6 +3,7 @@
 // exact messages the model got. Live: /v1/calls/live says when new calls were written.
 // Text is set with textContent only: everything here is untrusted.
 import { call, events } from "./api.js";
+import { layoutNote } from "./perception.js";
 
 let selected = null;
 let watching = false;
@@ -52,7 +53,7 @@ async function showCall(id) {
   detail.replaceChildren(
     cell("h3", `Call #${full.id} · ${full.template} · ${full.prompt.prompt_tokens} prompt tokens · served by ${full.replica ?? "–"}`),
     cell("p", flags(full), "flag"),
-    cell("h3", "Perceived"), perceived,
+    cell("h3", "Perceived"), cell("p", layoutNote(full.parsed), "muted"), perceived,
     cell("h3", "Messages the model got"), messages,
     cell("h3", "Reply"), cell("div", full.reply.text || JSON.stringify(full.reply.tool_calls), "reply"),
   );

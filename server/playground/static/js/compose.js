@@ -13,6 +13,8 @@ export function addTurn(values = {}) {
 
 export function fill(scenario) {
   document.getElementById("compose-mode").value = scenario.perception ?? "raven";
+  document.getElementById("compose-layout").value = scenario.layout ?? "system";
+  document.getElementById("compose-language").value = scenario.language ?? "";
   document.getElementById("compose-system").value = scenario.system_prompt ?? "";
   document.getElementById("compose-greeting").value = scenario.greeting ?? "";
   document.getElementById("compose-phoenix4").checked = Boolean(scenario.phoenix4);
@@ -31,6 +33,8 @@ export function read() {
   });
   return {
     perception: document.getElementById("compose-mode").value,
+    layout: document.getElementById("compose-layout").value,
+    language: document.getElementById("compose-language").value.trim() || null,
     system_prompt: document.getElementById("compose-system").value,
     greeting: document.getElementById("compose-greeting").value || null,
     phoenix4: document.getElementById("compose-phoenix4").checked,

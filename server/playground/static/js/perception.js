@@ -15,8 +15,22 @@ function row(...cells) {
   return tr;
 }
 
+// Where Tavus put the perception (issue 22): system messages, perception-only user messages, both.
+export function layoutNote(parsed) {
+  const where = {
+    system: "in system messages",
+    user: "in user-role messages",
+    mixed: "in both system and user-role messages",
+    none: "none",
+  }[parsed.layout] ?? parsed.layout;
+  const rules = (parsed.wrapped_rules ?? []).map((rule) => rule.text.split("\n")[0]);
+  return `Perception layout: ${where}` +
+    (rules.length ? ` · Tavus' rules from user-role wrappers: ${rules.join("; ")}` : "");
+}
+
 export function clear() {
   document.getElementById("mode").textContent = "–";
+  document.getElementById("layout").textContent = "";
   for (const id of ["latest", "timeline", "issues"]) document.getElementById(id).replaceChildren();
   document.getElementById("emotion-rule").textContent = "";
 }
@@ -33,6 +47,7 @@ function showEmotionRule(rule) {
 export function show(parsed) {
   showEmotionRule(parsed.emotion_rule);
   document.getElementById("mode").textContent = parsed.mode;
+  document.getElementById("layout").textContent = layoutNote(parsed);
   const latest = { ...parsed.latest, ...parsed.latest.extra };
   delete latest.extra;
   const seen = Object.entries(latest).filter(([, value]) => value !== null);
