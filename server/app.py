@@ -18,10 +18,12 @@ from starlette.middleware.cors import CORSMiddleware
 from prompts.templates import TemplateLibrary
 from server.capture import CallCapture
 from server.capture_store import CaptureStore
+from server.connection_shares import ConnectionShares
 from server.control import ConversationRegistry
 from server.echo import EchoResponder
 from server.errors import install_error_handlers
 from server.fast_path import PerceptionApp, chat_fast_path
+from server.host_check import LoopbackHostMiddleware
 from server.limits import BodyLimitMiddleware, ConcurrencyGate, LoopLagMonitor
 from server.metrics import Metrics
 from server.model_routing import ModelRouter
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         prepare_limiter=anyio.CapacityLimiter(1),
         started_at=int(time.time()),
         capture=capture_for(settings, metrics),
+        connection_shares=ConnectionShares(settings.trusted_proxies),
     )
 
     @asynccontextmanager
@@ -137,4 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     if not settings.cors_origins:
         app.fast_chat = chat_fast_path(metrics, settings.max_body_bytes)
+    if settings.api_key is None and not settings.allow_insecure:
+        app.add_middleware(LoopbackHostMiddleware, allowed_hosts=settings.allowed_hosts)
+        if app.fast_chat is not None:
+            app.fast_chat = LoopbackHostMiddleware(app.fast_chat, settings.allowed_hosts)
     return app

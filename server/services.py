@@ -14,6 +14,7 @@ import anyio
 
 from prompts.templates import TemplateLibrary
 from server.capture import CallCapture
+from server.connection_shares import CapReport, ConnectionShares
 from server.control import ConversationRegistry
 from server.limits import ConcurrencyGate, LoopLagMonitor
 from server.metrics import Metrics
@@ -36,6 +37,9 @@ class Services:
     prepare_limiter: anyio.CapacityLimiter
     started_at: int
     shared: SharedGenerations = field(default_factory=SharedGenerations)
+    # Connections without a complete request, by client (read by server/protocol.py).
+    connection_shares: ConnectionShares[Any] = field(default_factory=ConnectionShares)
+    connection_report: CapReport = field(default_factory=CapReport)
     capture: CallCapture | None = None  # recording calls (PERCEPTION_LLM_CAPTURE), when on
     loop: asyncio.AbstractEventLoop | None = None  # set while serving (diagnostics, tests)
 

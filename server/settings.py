@@ -16,6 +16,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from server.capture_settings import CaptureSettings
+from server.connection_shares import parse_networks
 from server.emotion_values import DEFAULT_EMOTION_MAP, DEFAULT_EMOTION_VALUES
 
 ENV_PREFIX = "PERCEPTION_LLM_"
@@ -43,6 +44,27 @@ class Settings(CaptureSettings):
         description=(
             "Bearer key clients must send. Unset: no auth, and the server refuses non-loopback "
             "hosts unless `allow_insecure` is set."
+        ),
+    )
+    api_key_previous: SecretStr | None = Field(
+        None,
+        description=(
+            "A second key accepted while clients move to a new `api_key` (rotation without "
+            "downtime: set the new key, move the old one here, unset it once clients switched)."
+        ),
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Host names a keyless loopback server answers besides loopback ones, as JSON "
+            '(e.g. `["devbox.internal"]`); any other `Host` gets 400 (DNS rebinding).'
+        ),
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            'Addresses or networks of load balancers, as JSON (e.g. `["10.0.0.0/8"]`): their '
+            "connections are not one client's share when the connection cap evicts idle ones."
         ),
     )
     allow_insecure: bool = Field(
@@ -275,7 +297,13 @@ class Settings(CaptureSettings):
     def _lower_case_level(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("api_key", "upstream_api_key")
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, values: list[str]) -> list[str]:
+        parse_networks(values)  # a typo stops start-up instead of shielding nobody
+        return values
+
+    @field_validator("api_key", "api_key_previous", "upstream_api_key")
     @classmethod
     def _key_is_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
         # `PERCEPTION_LLM_API_KEY=` must not count as "a key is set": an empty Bearer would pass.
@@ -294,7 +322,8 @@ class Settings(CaptureSettings):
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction from anything relayed or logged."""
-        values = [key.get_secret_value() for key in (self.api_key, self.upstream_api_key) if key]
+        keys = (self.api_key, self.api_key_previous, self.upstream_api_key)
+        values = [key.get_secret_value() for key in keys if key]
         values.extend(self.upstream_headers.values())
         return [value for value in values if len(value) >= 4]
 
@@ -307,6 +336,25 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+MIN_PUBLIC_KEY_CHARS = 16
+KEY_HOWTO = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def short_key_problem(settings: Settings) -> str | None:
+    """Why the keys are too weak for a public interface, or None (issue 23: a 3-character key
+    was accepted on 0.0.0.0, and a key that short cannot even be redacted from logs)."""
+    for name, key in (
+        ("API_KEY", settings.api_key),
+        ("API_KEY_PREVIOUS", settings.api_key_previous),
+    ):
+        if key is not None and len(key.get_secret_value().strip()) < MIN_PUBLIC_KEY_CHARS:
+            return (
+                f"{ENV_PREFIX}{name} has {len(key.get_secret_value().strip())} characters; a key "
+                f"on a public interface needs at least {MIN_PUBLIC_KEY_CHARS}: {KEY_HOWTO}"
+            )
+    return None
 
 
 def load_settings() -> Settings:

@@ -48,7 +48,7 @@ def raw_request(url: str, head: bytes, chunks: list[bytes]) -> bytes:
 
 def test_declared_oversized_body_is_refused_before_reading(url: str) -> None:
     head = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
         b"content-length: 10000000\r\n\r\n"
     )
     response = raw_request(url, head, [])  # nothing of the 10 MB body is ever sent
@@ -59,7 +59,7 @@ def test_declared_oversized_body_is_refused_before_reading(url: str) -> None:
 
 def test_chunked_oversized_body_is_cut_while_reading(url: str) -> None:
     head = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
         b"transfer-encoding: chunked\r\n\r\n"
     )
     piece = b"x" * 1000

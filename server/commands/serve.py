@@ -14,7 +14,7 @@ import time
 from server.capture_settings import DEFAULT_CAPTURE_URL
 from server.commands.common import UsageError, settings_or_error, templates_or_error
 from server.observability import log_config
-from server.settings import ENV_PREFIX, Settings, is_loopback
+from server.settings import ENV_PREFIX, Settings, is_loopback, short_key_problem
 from server.shutdown import exit_cleanly_on_signals
 
 
@@ -25,7 +25,8 @@ def serve(args: argparse.Namespace) -> int:
     templates_or_error(settings)
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
-    if args.insecure:
+    if args.insecure:  # the workers read settings from the environment (the Host check)
+        os.environ["PERCEPTION_LLM_ALLOW_INSECURE"] = "true"
         settings = settings.model_copy(update={"allow_insecure": True})
     if args.capture is not None:  # the workers read settings from the environment
         os.environ["PERCEPTION_LLM_CAPTURE"] = args.capture or DEFAULT_CAPTURE_URL
@@ -37,6 +38,8 @@ def serve(args: argparse.Namespace) -> int:
             f"refusing to serve {host} without an API key: set PERCEPTION_LLM_API_KEY, "
             "or pass --insecure to serve it unauthenticated"
         )
+    if not is_loopback(host) and (problem := short_key_problem(settings)):
+        raise UsageError(problem)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     if not 0 <= port <= 65535:
