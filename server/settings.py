@@ -16,13 +16,14 @@ from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from server.capture_settings import CaptureSettings
-from server.connection_shares import parse_networks
+from server.connection_settings import ConnectionSettings
 from server.emotion_values import DEFAULT_EMOTION_MAP, DEFAULT_EMOTION_VALUES
+from server.reply_size import DEFAULT_MAX_REPLY_CHARS
 
 ENV_PREFIX = "PERCEPTION_LLM_"
 
 
-class Settings(CaptureSettings):
+class Settings(CaptureSettings, ConnectionSettings):
     """Everything an operator can configure, with safe defaults."""
 
     model_config = SettingsConfigDict(
@@ -51,20 +52,6 @@ class Settings(CaptureSettings):
         description=(
             "A second key accepted while clients move to a new `api_key` (rotation without "
             "downtime: set the new key, move the old one here, unset it once clients switched)."
-        ),
-    )
-    allowed_hosts: list[str] = Field(
-        default_factory=list,
-        description=(
-            "Host names a keyless loopback server answers besides loopback ones, as JSON "
-            '(e.g. `["devbox.internal"]`); any other `Host` gets 400 (DNS rebinding).'
-        ),
-    )
-    trusted_proxies: list[str] = Field(
-        default_factory=list,
-        description=(
-            'Addresses or networks of load balancers, as JSON (e.g. `["10.0.0.0/8"]`): their '
-            "connections are not one client's share when the connection cap evicts idle ones."
         ),
     )
     allow_insecure: bool = Field(
@@ -229,30 +216,6 @@ class Settings(CaptureSettings):
         ge=1024,
         description="Largest request body, in bytes (413 beyond; a 32k-token chat is ~130 kB).",
     )
-    header_timeout_seconds: float = Field(
-        10.0,
-        gt=0,
-        description=(
-            "Deadline for a request's line and headers, from the connection (or the request's "
-            "first byte); slow or silent clients are closed with 408."
-        ),
-    )
-    body_timeout_seconds: float = Field(
-        30.0, gt=0, description="Deadline for a request body, from the end of its headers (408)."
-    )
-    max_header_bytes: int = Field(
-        64 * 1024,
-        ge=4096,
-        description="Largest request line plus headers, in bytes (431 beyond).",
-    )
-    max_connections: int = Field(
-        4096,
-        ge=16,
-        description=(
-            "Open connections per process; more are closed at once. `serve` raises the file "
-            "limit to fit it (deployments: set `LimitNOFILE`/`--ulimit nofile` above it)."
-        ),
-    )
     max_loop_lag_seconds: float = Field(
         0.1,
         gt=0,
@@ -264,6 +227,14 @@ class Settings(CaptureSettings):
     max_messages: int = Field(2000, ge=1, description="Most messages in one request (400 beyond).")
     max_message_chars: int = Field(
         200_000, ge=1, description="Most characters in one message's text (400 beyond)."
+    )
+    max_reply_chars: int = Field(
+        DEFAULT_MAX_REPLY_CHARS,
+        ge=1000,
+        description=(
+            "Largest reply held whole: a non-streamed reply past it ends with 502 (a streamed "
+            "one is never held), and the capture keeps at most this much of a reply."
+        ),
     )
     max_tools: int = Field(128, ge=0, description="Most tools in one request (400 beyond).")
     max_concurrent_streams: int = Field(
@@ -296,12 +267,6 @@ class Settings(CaptureSettings):
     @classmethod
     def _lower_case_level(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _proxies_are_networks(cls, values: list[str]) -> list[str]:
-        parse_networks(values)  # a typo stops start-up instead of shielding nobody
-        return values
 
     @field_validator("api_key", "api_key_previous", "upstream_api_key")
     @classmethod
@@ -336,25 +301,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-MIN_PUBLIC_KEY_CHARS = 16
-KEY_HOWTO = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-
-
-def short_key_problem(settings: Settings) -> str | None:
-    """Why the keys are too weak for a public interface, or None (issue 23: a 3-character key
-    was accepted on 0.0.0.0, and a key that short cannot even be redacted from logs)."""
-    for name, key in (
-        ("API_KEY", settings.api_key),
-        ("API_KEY_PREVIOUS", settings.api_key_previous),
-    ):
-        if key is not None and len(key.get_secret_value().strip()) < MIN_PUBLIC_KEY_CHARS:
-            return (
-                f"{ENV_PREFIX}{name} has {len(key.get_secret_value().strip())} characters; a key "
-                f"on a public interface needs at least {MIN_PUBLIC_KEY_CHARS}: {KEY_HOWTO}"
-            )
-    return None
 
 
 def load_settings() -> Settings:

@@ -10,8 +10,8 @@ import sys
 import httpx
 import pytest
 
+from server.auth import MIN_PUBLIC_KEY_CHARS
 from server.host_check import host_allowed, host_name
-from server.settings import MIN_PUBLIC_KEY_CHARS
 from tests.conftest import make_settings
 from tests.live import running_server
 

@@ -11,10 +11,11 @@ import socket
 import sys
 import time
 
+from server.auth import short_key_problem
 from server.capture_settings import DEFAULT_CAPTURE_URL
 from server.commands.common import UsageError, settings_or_error, templates_or_error
 from server.observability import log_config
-from server.settings import ENV_PREFIX, Settings, is_loopback, short_key_problem
+from server.settings import ENV_PREFIX, Settings, is_loopback
 from server.shutdown import exit_cleanly_on_signals
 
 
