@@ -10,13 +10,15 @@ every 50 ms on a new connection (a load balancer's view). Targets: legitimate su
 `/healthz` p99 < 250 ms. The attacker runs in its own process so that its busy loop does not
 delay the measuring one.
 
-Run: .venv/bin/python benchmarks/silent_socket_flood.py [--sockets 4100] [--seconds 20] [--from-victim]
+Run: .venv/bin/python benchmarks/silent_socket_flood.py [--sockets 4100] [--seconds 20]
+     [--from-victim]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import resource
 import statistics
@@ -45,10 +47,8 @@ async def silent_socket(port: int, source: str, until: float, opened: list[int])
             await asyncio.sleep(0.05)
             continue
         opened[0] += 1
-        try:
+        with contextlib.suppress(OSError, TimeoutError):  # closed by the server, or the end
             await asyncio.wait_for(reader.read(1024), max(until - time.monotonic(), 0.01))
-        except (OSError, TimeoutError):
-            pass
         writer.close()
 
 

@@ -224,7 +224,7 @@ class CallCapture:
                 logger.warning(
                     "capture: %s is unavailable (%s); calls are dropped until it is back",
                     self.store.url,
-                    self.redactor.redact(detail)[:300],
+                    self.redactor.cut(detail, 300),
                 )
             if isinstance(error, CaptureStoreError):
                 self._ready = False
@@ -290,10 +290,10 @@ class CallCapture:
             "error": self.redactor.redact(snapshot.error) if snapshot.error else None,
             "issues": len(conversation.issues),
             "unknown_tags": ",".join(unknown),
-            "user_text": self.redactor.redact(str(user_text or ""))[:500],
+            "user_text": self.redactor.cut(str(user_text or ""), 500),
             "perceived": self._json(
                 {
-                    name: value[:SUMMARY_CHARS]
+                    name: self.redactor.cut(value, SUMMARY_CHARS)
                     for name, value in {**parsed["latest"], **parsed["latest"]["extra"]}.items()
                     if isinstance(value, str)
                 }
