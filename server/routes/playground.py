@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from scenarios import Scenario, ScenarioError, load_scenario, scenario_request, shipped_scenarios
 from server.auth import AuthDep
-from server.body import read_json_object, validate_body
+from server.body import decode_json_object, require_json_content_type, validate_body
+from server.heavy_work import json_bytes, run_request_work
 from server.samples import sample_requests
+from server.services import services
 
 # The static page is served by StaticFiles, which needs a directory: the package's own (a wheel
 # installs it as files; the packaging test runs the installed copy).
@@ -54,7 +56,13 @@ async def examples() -> dict[str, Any]:
 
 
 @api.post("/v1/playground/encode", summary="A composed conversation, encoded as Tavus sends it")
-async def encode(request: Request) -> dict[str, Any]:
-    body = await read_json_object(request)
-    body.setdefault("name", "composed")
-    return scenario_request(validate_body(Scenario, body))
+async def encode(request: Request) -> Response:
+    require_json_content_type(request)
+    raw = await request.body()
+
+    def work() -> Response:
+        body = decode_json_object(raw)
+        body.setdefault("name", "composed")
+        return json_bytes(scenario_request(validate_body(Scenario, body)))
+
+    return await run_request_work(len(raw), services(request), work)
