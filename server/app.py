@@ -50,6 +50,7 @@ def capture_for(settings: Settings, metrics: Metrics) -> CallCapture | None:
         queue_size=settings.capture_queue_size,
         max_age_seconds=settings.capture_max_age_days * 86400,
         max_calls=settings.capture_max_calls,
+        max_bytes=settings.capture_max_megabytes * 1_000_000,
     )
 
 
@@ -103,7 +104,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             lag.stop()
             if app_services.capture is not None:
-                await asyncio.to_thread(app_services.capture.stop)  # writes what is queued
+                # Writes what is queued, within the grace period (counted and logged beyond).
+                await asyncio.to_thread(
+                    app_services.capture.stop, max(settings.shutdown_grace_seconds, 1.0)
+                )
             await app_services.responder.aclose()  # closes the pooled upstream connections
             for handler in handlers:
                 handler.removeFilter(redacting)

@@ -111,15 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     calls = commands.add_parser(
         "calls",
-        help="captured calls (PERCEPTION_LLM_CAPTURE): list, show, export, replay",
+        help="captured calls (PERCEPTION_LLM_CAPTURE): list, show, export, replay, delete",
         description=(
             "Read the capture database (PERCEPTION_LLM_CAPTURE, or --db). `list` shows "
             "conversations (or one conversation's calls); `show` one call; `export` turns a "
             "conversation's latest call into a simulate scenario or a parser fixture; `replay` "
-            "runs that scenario through templates like `compare`."
+            "runs that scenario through templates like `compare`; `delete` removes a "
+            "conversation's calls (or, with --older-than DAYS, every older call)."
         ),
     )
-    calls.add_argument("action", choices=["list", "show", "export", "replay"])
+    calls.add_argument("action", choices=["list", "show", "export", "replay", "delete"])
     calls.add_argument(
         "target", nargs="?", help="a conversation id (list/export/replay) or call id"
     )
@@ -131,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--url", help="replay: an endpoint's base_url (default: in-process)")
     calls.add_argument("--api-key", help="replay: Bearer key for --url")
     calls.add_argument("--model", help="replay: model name to send")
+    calls.add_argument(
+        "--older-than", type=float, metavar="DAYS", help="delete: every call older than this"
+    )
 
     parse = commands.add_parser("parse", help="print the perception parsed from a request")
     parse.add_argument(

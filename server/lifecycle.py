@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from server.capture import CallSnapshot, kept_headers
+from server.capture_privacy import kept_headers
+from server.capture_rows import CallSnapshot
 from server.chunks import ChunkEncoder
 from server.control import RequestControl, conversation_id_of
 from server.emotion_tags import EmotionPolicy, with_emotion_tag
