@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -219,6 +219,18 @@ class CaptureStore:
             where = calls.c.started_at < time.time() - seconds
             return int(connection.execute(delete(calls).where(where)).rowcount or 0)
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection for a read; a database that fails it (down, read-only, locked) is a
+        CaptureStoreError, which the API answers with 503 (it was a 500)."""
+        try:
+            with self.engine.connect() as connection:
+                yield connection
+        except SQLAlchemyError as error:
+            raise CaptureStoreError(
+                f"cannot read capture database {self.url}: {type(error).__name__}"
+            ) from None
+
     def conversations(self, limit: int = 100) -> list[dict[str, Any]]:
         """Conversations, newest activity first, with counts for the list view."""
         last = func.max(calls.c.started_at)
@@ -234,7 +246,7 @@ class CaptureStore:
             .order_by(last.desc())
             .limit(limit)
         )
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
     def calls_of(self, conversation_id: str | None, limit: int = 1000) -> list[dict[str, Any]]:
@@ -245,16 +257,16 @@ class CaptureStore:
             else calls.c.conversation_id == conversation_id
         )
         query = select(*SUMMARY_COLUMNS).where(where).order_by(calls.c.id).limit(limit)
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
     def call(self, call_id: int) -> dict[str, Any] | None:
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             row = connection.execute(select(calls).where(calls.c.id == call_id)).first()
         return None if row is None else dict(row._mapping)
 
     def newest_id(self) -> int:
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return int(connection.execute(select(func.max(calls.c.id))).scalar() or 0)
 
     def dispose(self) -> None:

@@ -140,3 +140,19 @@ def test_calls_delete_forgets_a_conversation_and_old_calls(tmp_path: Path) -> No
     old = cli("delete", "--older-than", "0")
     assert old.returncode == 0 and old.stdout.strip() == "deleted 1 calls older than 0 days"
     assert store.conversations() == []
+
+
+def test_calls_api_answers_out_of_range_ids_and_an_unreadable_store(tmp_path: Path) -> None:
+    # Issue 23 (LOW): /v1/calls/9223372036854775808 was a 500, and so was a database that
+    # cannot be read; now 404, and 503 like any unavailable store.
+    path = tmp_path / "calls.db"
+    url = f"sqlite:///{path}"
+    with live_server(make_settings(capture=url)) as server:
+        post(server.url, {"conversation-id": "c"})
+        written(server, 1)
+        for call_id in ("9223372036854775808", "0", "-1"):
+            assert httpx.get(f"{server.url}/v1/calls/{call_id}", timeout=10).status_code == 404
+        path.write_bytes(b"not a database " * 1024)  # what the store reads is now garbage
+        answer = httpx.get(server.url + "/v1/calls", timeout=10)
+        assert answer.status_code == 503, answer.text
+        assert httpx.get(server.url + "/v1/calls/1", timeout=10).status_code == 503
