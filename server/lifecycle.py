@@ -117,6 +117,8 @@ class Completion:
             )
         twin_of = services.shared.twin_of(key)
         control = services.conversations.start(request.headers, twin=twin_of is not None)
+        if twin_of is not None:
+            twin_of.join(control)  # its place is kept from now: nothing it will read is dropped
         job = CompletionJob(
             request=prepared.completion_request,
             body=prepared.body,
@@ -202,7 +204,7 @@ class Completion:
             self._first.cancel()  # nobody will read it: stop the upstream request now
         generation = self.shared or self.twin_of
         if generation is not None:
-            generation.release()
+            generation.release(self.control)
         self.services.gate.leave()
         self.services.conversations.finish(self.control)
         self.record.finish(self.services.metrics)

@@ -69,8 +69,9 @@ class SharedGeneration:
         self.first = 0  # events before it were read by every reader and dropped
         self._chars = 0  # in `self.events`
         self.holders = 1  # requests that will read it: the first, then each twin that joins
-        self.unstarted = 1  # holders whose reading has not begun (they read from event 0)
-        self._positions: dict[int, int] = {}  # reader -> the next event number it reads
+        # Each holder's next event number, from when it joins (even before it reads) until it
+        # leaves: nothing a holder has yet to read is dropped.
+        self._positions: dict[int, int] = {}
         self.twins = 0
         self.ended = False
         self._error: BaseException | None = None
@@ -118,7 +119,7 @@ class SharedGeneration:
         """A reader moved on or left: drop what every reader has read, once the buffer is past
         the join window (a twin joining later would need the first events)."""
         over = len(self.events) > self._join_window.events or self._chars > self._join_window.chars
-        if over and not self.unstarted:
+        if over:
             lowest = min(self._positions.values(), default=self.first + len(self.events))
             if lowest > self.first:
                 dropped = self.events[: lowest - self.first]
@@ -128,12 +129,20 @@ class SharedGeneration:
         if not self._full():
             self._consumed.set()
 
-    async def read(self, control: RequestControl) -> AsyncIterator[ResponseEvent]:
+    def join(self, control: RequestControl) -> None:
+        """`control`'s request will read from the first event (called while joinable)."""
+        self._positions.setdefault(id(control), self.first)
+
+    def read(self, control: RequestControl) -> AsyncIterator[ResponseEvent]:
         """Every event from the first, waiting for new ones (a superseded or shut-down
-        `control` stops the wait); the generation's error is raised at its end."""
+        `control` stops the wait); the generation's error is raised at its end. The reader
+        holds its place from this call, before its first read."""
+        self.join(control)
+        return self._read(control)
+
+    async def _read(self, control: RequestControl) -> AsyncIterator[ResponseEvent]:
         reader = id(control)
-        self.unstarted = max(self.unstarted - 1, 0)
-        self._positions[reader] = position = self.first
+        position = self._positions.get(reader, self.first)
         try:
             while True:
                 while position < self.first + len(self.events):
@@ -148,14 +157,14 @@ class SharedGeneration:
                     return
                 await control.wait(self._changed.wait(), None)
         finally:
-            del self._positions[reader]
+            self._positions.pop(reader, None)
             self._advanced()
 
-    def release(self) -> None:
+    def release(self, control: RequestControl) -> None:
         """A request holding the generation has ended (`Completion.finish`, once per request);
         after the last one, nobody will read it: stop the upstream."""
         self.holders -= 1
-        self.unstarted = min(self.unstarted, self.holders)  # one that never read has left
+        self._positions.pop(id(control), None)  # whether or not it ever read
         self._advanced()
         if not self.holders and not self._driver.done():
             self._driver.cancel()
@@ -180,13 +189,13 @@ class SharedGenerations:
         return conversation_id, digest.digest()
 
     def twin_of(self, key: Key | None) -> SharedGeneration | None:
-        """The generation in flight for `key`, which the caller now joins."""
+        """The generation in flight for `key`, which the caller now holds; it must `join` it
+        with its control before it next awaits."""
         generation = self._live.get(key) if key is not None else None
         if generation is None or not generation.joinable:
             return None
         generation.twins += 1
         generation.holders += 1
-        generation.unstarted += 1
         return generation
 
     def begin(self, key: Key, events: AsyncIterator[ResponseEvent]) -> SharedGeneration:

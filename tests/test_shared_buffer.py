@@ -46,7 +46,8 @@ def test_a_slow_reader_makes_the_upstream_wait() -> None:
     async def scenario() -> None:
         upstream = FastUpstream()
         _, shared = generation(upstream)
-        reader = shared.read(RequestControl("conversation"))
+        control = RequestControl("conversation")
+        reader = shared.read(control)
         for _ in range(3):
             await anext(reader)
         await settle()
@@ -57,7 +58,7 @@ def test_a_slow_reader_makes_the_upstream_wait() -> None:
         await settle()
         assert upstream.produced <= 100 + MAX.events + 1
         await reader.aclose()
-        shared.release()
+        shared.release(control)
         await settle()
 
     asyncio.run(scenario())
@@ -67,12 +68,13 @@ def test_big_events_are_bounded_by_characters() -> None:
     async def scenario() -> None:
         upstream = FastUpstream("x" * 100)
         _, shared = generation(upstream)
-        reader = shared.read(RequestControl("conversation"))
+        control = RequestControl("conversation")
+        reader = shared.read(control)
         await anext(reader)
         await settle()
         assert upstream.produced <= MAX.chars // 100 + 1
         await reader.aclose()
-        shared.release()
+        shared.release(control)
 
     asyncio.run(scenario())
 
@@ -81,9 +83,11 @@ def test_a_holder_that_never_reads_also_holds_the_upstream() -> None:
     async def scenario() -> None:
         upstream = FastUpstream()
         _, shared = generation(upstream)
+        control = RequestControl("conversation")
+        shared.join(control)  # the first request holds it, and never reads
         await settle()
         assert upstream.produced <= MAX.events + 1
-        shared.release()
+        shared.release(control)
         await settle()
         assert shared.ended
 
@@ -94,10 +98,12 @@ def test_twins_join_from_the_first_event_until_the_join_window_is_passed() -> No
     async def scenario() -> None:
         upstream = FastUpstream()
         registry, shared = generation(upstream)
-        first = shared.read(RequestControl("conversation"))
+        first_control, twin_control = RequestControl("c"), RequestControl("c")
+        first = shared.read(first_control)
         await anext(first)
         assert registry.twin_of(("conversation", b"digest")) is shared  # within the window
-        twin = shared.read(RequestControl("conversation"))
+        shared.join(twin_control)
+        twin = shared.read(twin_control)
         assert (await anext(twin)) == shared.events[0]  # from the start
         for _ in range(40):
             await anext(first)
@@ -106,7 +112,29 @@ def test_twins_join_from_the_first_event_until_the_join_window_is_passed() -> No
         assert registry.twin_of(("conversation", b"digest")) is None  # joining has closed
         for reader in (first, twin):
             await reader.aclose()
-        shared.release()
-        shared.release()
+        shared.release(first_control)
+        shared.release(twin_control)
+
+    asyncio.run(scenario())
+
+
+def test_a_twin_that_leaves_without_reading_does_not_stall_the_others() -> None:
+    # A holder that joined and left before reading must not keep the buffer from being
+    # trimmed: the reader that stays reads on, however long the reply.
+    async def scenario() -> None:
+        upstream = FastUpstream()
+        registry, shared = generation(upstream)
+        control = RequestControl("c")
+        reader = shared.read(control)
+        await anext(reader)
+        assert registry.twin_of(("conversation", b"digest")) is shared
+        twin_control = RequestControl("c")
+        shared.join(twin_control)
+        shared.release(twin_control)  # it never reads
+        for _ in range(200):
+            await asyncio.wait_for(anext(reader), 5)
+        assert len(shared.events) <= MAX.events
+        await reader.aclose()
+        shared.release(control)
 
     asyncio.run(scenario())
