@@ -146,6 +146,7 @@ class SharedGeneration:
         try:
             while True:
                 while position < self.first + len(self.events):
+                    position = max(position, self.first)  # released early: its place was given up
                     event = self.events[position - self.first]
                     position += 1
                     self._positions[reader] = position
