@@ -63,7 +63,7 @@ def test_a_slow_body_is_closed_at_the_body_deadline(server: LiveServer) -> None:
         )
         answer = read_all(sock)
     assert answer.startswith(b"HTTP/1.1 408") or answer == b""
-    # The slot was taken before the body was read; it is released once the app sees the close.
+    # No completion slot is held for a body that never arrived (it is taken once the body is read).
     deadline = time.monotonic() + 5
     while services(server.app).gate.active and time.monotonic() < deadline:
         time.sleep(0.005)
