@@ -1,6 +1,6 @@
 # perception-llm: the OpenAI-compatible custom LLM for Tavus personas.
 # Build:  docker build -t perception-llm .
-# Run:    docker run -p 8000:8000 --ulimit nofile=65536:65536 -e PERCEPTION_LLM_API_KEY=change-me perception-llm
+# Run:    docker run -p 8000:8000 --ulimit nofile=65536:65536 -e PERCEPTION_LLM_API_KEY=change-me-to-a-long-random-key perception-llm
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -41,7 +41,7 @@ async def slowloris(port: int, until: float, closed: list[int]) -> None:
             await asyncio.sleep(0.5)
             continue
         try:
-            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
             while time.monotonic() < until:
                 writer.write(b"X")
                 await writer.drain()
@@ -63,7 +63,7 @@ async def big_header(port: int, until: float, refused: list[int]) -> None:
     while time.monotonic() < until:
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
             for _ in range(50 * 16):  # 50 MiB
                 writer.write(piece)
                 await writer.drain()

@@ -64,7 +64,10 @@ def fold_lookalikes(text: str) -> str:
 CHAT_TEMPLATE_TOKENS = re.compile(
     r"<\|[A-Za-z0-9_ .:/\u2581-]{1,40}\|>"  # <|im_start|>, <|eot_id|>, <|end▁of▁sentence|> ...
     r"|\[/?(?:INST|SYSTEM_PROMPT|TOOL_RESULTS|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_CONTENT|IMG)\]"
-    r"|<</?SYS>>|</?s>|<(?:start|end)_of_turn>|<\|?(?:endoftext|eos|bos)\|?>",
+    r"|<</?SYS>>|</?s>|<(?:start|end)_of_turn>|<\|?(?:endoftext|eos|bos)\|?>"
+    # Reasoning markers (DeepSeek-R1/Qwen `<think>`, Magistral `[THINK]`), GLM's `[gMASK]<sop>`,
+    # Gemma 3's image markers (issue 23: they survived).
+    r"|</?think>|\[/?THINK\]|\[[gs]?MASK\]|<[se]op>|<(?:start|end)_of_image>",
     re.I,
 )
 # The `_` of a Basic prefix, found from the `_` itself: a literal start keeps the scan in C at

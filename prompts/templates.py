@@ -132,7 +132,12 @@ class TemplateLibrary:
         for directory, environment in directories:
             if not directory.is_dir():
                 raise TemplateError(f"prompts directory {directory} does not exist")
+            root = directory.resolve()
             for path in sorted(directory.glob("*.j2")):
+                # A link out of the directory would put any readable file (a key, /etc/...)
+                # into every prompt (issue 23): refused at start-up, by name.
+                if not path.resolve().is_relative_to(root):
+                    raise TemplateError(f"{path}: links outside {directory}; copy the file in")
                 self.templates[path.stem] = load_template(path, environment)
 
         for template in self.templates.values():

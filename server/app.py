@@ -6,6 +6,7 @@ Resources (the responder) live on `app.state`, created in the lifespan; routes s
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -18,10 +19,12 @@ from starlette.middleware.cors import CORSMiddleware
 from prompts.templates import TemplateLibrary
 from server.capture import CallCapture
 from server.capture_store import CaptureStore
+from server.connection_shares import ConnectionShares
 from server.control import ConversationRegistry
 from server.echo import EchoResponder
 from server.errors import install_error_handlers
 from server.fast_path import PerceptionApp, chat_fast_path
+from server.host_check import LoopbackHostMiddleware
 from server.limits import BodyLimitMiddleware, ConcurrencyGate, LoopLagMonitor
 from server.metrics import Metrics
 from server.model_routing import ModelRouter
@@ -48,6 +51,7 @@ def capture_for(settings: Settings, metrics: Metrics, replica: str) -> CallCaptu
         max_age_seconds=settings.capture_max_age_days * 86400,
         max_calls=settings.capture_max_calls,
         replica=replica,
+        max_bytes=settings.capture_max_megabytes * 1_000_000,
     )
 
 
@@ -81,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         started_at=int(time.time()),
         replica=replica,
         capture=capture_for(settings, metrics, replica),
+        connection_shares=ConnectionShares(settings.trusted_proxies),
     )
 
     @asynccontextmanager
@@ -93,6 +98,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for handler in handlers:  # a second line of defence: sources redact already
             handler.addFilter(redacting)
         lag.start()
+        # What exists now (modules, templates, settings) lives as long as the process: out of
+        # the cyclic collector's way. A full collection walks every tracked object holding the
+        # GIL; with these in it, one during a 4 MB parse held the loop ~130 ms (issue 23).
+        gc.freeze()
         if app_services.capture is not None:
             app_services.capture.start(asyncio.get_running_loop())
         try:
@@ -100,7 +109,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             lag.stop()
             if app_services.capture is not None:
-                await asyncio.to_thread(app_services.capture.stop)  # writes what is queued
+                # Writes what is queued, within the grace period (counted and logged beyond).
+                await asyncio.to_thread(
+                    app_services.capture.stop, max(settings.shutdown_grace_seconds, 1.0)
+                )
             await app_services.responder.aclose()  # closes the pooled upstream connections
             for handler in handlers:
                 handler.removeFilter(redacting)
@@ -143,4 +155,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     if not settings.cors_origins:
         app.fast_chat = chat_fast_path(metrics, settings.max_body_bytes)
+    if settings.api_key is None and not settings.allow_insecure:
+        app.add_middleware(LoopbackHostMiddleware, allowed_hosts=settings.allowed_hosts)
+        if app.fast_chat is not None:
+            app.fast_chat = LoopbackHostMiddleware(app.fast_chat, settings.allowed_hosts)
     return app

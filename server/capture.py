@@ -1,82 +1,40 @@
 """Recording real calls (opt-in, `PERCEPTION_LLM_CAPTURE`), without slowing or risking a reply.
 
-A finished completion only puts a snapshot (references: no copying, no JSON) on a bounded queue;
-when it is full the call is dropped and counted. One writer thread does the rest off the loop:
-the instruction parts the reply's parse skipped, privacy, secret redaction, the replica's name,
-batches written in one transaction. A slow or down database drops batches (counted in
-`perception_llm_capture_dropped_total`, one log line per outage) and serving goes on. Retention
-runs in that thread too; listeners (the live Calls view) hear the newest id after each batch.
+On the request path a finished completion only puts a snapshot (references, no copying, no
+JSON) on a bounded queue — when the queue is full the call is dropped and counted. One writer
+thread does the rest off the event loop: adds the instruction parts the reply's parse skipped,
+applies the privacy setting, secret redaction and the replica's name (server/capture_rows.py),
+and writes batches
+in one transaction, row by row when the database refuses one (a bad row must not lose the
+others); the total size is capped (`PERCEPTION_LLM_CAPTURE_MAX_MEGABYTES`). When
+the database is slow or down, batches are dropped and counted
+(`perception_llm_capture_dropped_total`), serving goes on, and the log says so once per outage.
+Retention by age and count runs in the same thread. Listeners (the playground's live Calls view)
+are told the newest id after each batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from perception import Conversation, system_text_parts
-from server.capture_privacy import CapturePerception, reduce_parsed, reduce_prompt_messages
-from server.capture_store import CaptureStore, CaptureStoreError
+from server.capture_privacy import CapturePerception
+from server.capture_rows import CallSnapshot, call_row
+from server.capture_store import CaptureStore, CaptureStoreError, is_outage
 from server.metrics import Metrics
 from server.redaction import Redactor
-from server.tool_mark import TOOL_HEADER, tool_mark
 
 logger = logging.getLogger(__name__)
 
-# Request headers worth keeping (what Tavus' client says about itself); never credentials.
-HEADER_ALLOW_LIST = frozenset(
-    {
-        "conversation-id", "conversation_id", "x-conversation-id", "content-type", "user-agent",
-        "x-request-id", "x-prompt-template", "x-stainless-lang", "x-stainless-package-version",
-        "x-stainless-runtime", "x-stainless-runtime-version", "x-stainless-os", "x-stainless-arch",
-        "x-stainless-retry-count", "x-stainless-read-timeout", TOOL_HEADER,
-    }
-)  # fmt: skip
 BATCH_SIZE = 100
 YIELD_SECONDS = 0.0005
-SUMMARY_CHARS = 160  # of each perceived value, in the timeline's summary column
-MAX_STORED_CHARS = 1_000_000  # per JSON column of a call; a bigger one is replaced by a note
 PRUNE_EVERY_SECONDS = 60.0
 _STOP = object()
-
-
-def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name: value for name, value in headers.items() if name.lower() in HEADER_ALLOW_LIST}
-
-
-@dataclass
-class CallSnapshot:
-    """What a finished completion hands to the capture (taken on the event loop: references)."""
-
-    request_id: str
-    conversation_id: str | None
-    started_at: float  # unix seconds
-    template: str
-    model: str
-    stream: bool
-    outcome: str
-    ttft_ms: float | None
-    total_ms: float
-    prompt_tokens: int
-    shared: bool
-    emotion_repaired: bool
-    error: str | None
-    headers: dict[str, str]
-    body: dict[str, Any]
-    conversation: Conversation  # as parsed for the reply (without the instruction parts)
-    prompt_messages: list[Any]
-    dropped_turns: int
-    perception_collapsed: bool
-    reply_text: str
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    finish_reason: str | None = None
 
 
 class CallCapture:
@@ -91,6 +49,7 @@ class CallCapture:
         max_age_seconds: float,
         max_calls: int,
         replica: str = "-",  # written into every row: which replica served the call
+        max_bytes: int | None = None,
     ) -> None:
         self.store = store
         self.replica = replica
@@ -99,6 +58,8 @@ class CallCapture:
         self.perception = perception
         self.max_age_seconds = max_age_seconds
         self.max_calls = max_calls
+        self.max_bytes = max_bytes
+        self._bytes_since_prune = 0
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -139,12 +100,23 @@ class CallCapture:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Write what is queued (up to `timeout`), then stop the writer."""
+        """Write what is queued (up to `timeout`), then stop the writer; what could not be
+        written in time is counted and logged (SIGTERM under load lost 35 of 36 calls without
+        a word, issue 23)."""
         if self._thread is None:
             return
+        deadline = time.monotonic() + timeout
         with contextlib.suppress(queue.Full):  # a full queue: the join below still bounds it
             self._queue.put(_STOP, timeout=timeout)
-        self._thread.join(timeout)
+        self._thread.join(max(deadline - time.monotonic(), 0.0))
+        if self._thread.is_alive():
+            left = sum(1 for item in list(self._queue.queue) if item is not _STOP)
+            self._drop(left, "shutdown")
+            logger.warning(
+                "capture: %d calls were still queued when the grace period ended; not written",
+                left,
+            )
+            return  # the writer still holds the store; the process is ending
         self.store.dispose()
 
     @property
@@ -168,7 +140,10 @@ class CallCapture:
             batch, stopping = self._next_batch()
             if batch:
                 self._write(batch)
-            if self._ready and time.monotonic() - last_prune > PRUNE_EVERY_SECONDS:
+            # Pruned each minute, and sooner when a tenth of the size cap was written since.
+            heavy = self.max_bytes is not None and self._bytes_since_prune > self.max_bytes // 10
+            if self._ready and (heavy or time.monotonic() - last_prune > PRUNE_EVERY_SECONDS):
+                self._bytes_since_prune = 0
                 last_prune = time.monotonic()
                 self._prune()
             if stopping:
@@ -197,11 +172,17 @@ class CallCapture:
             self.ensure_schema()
             rows = []
             for snapshot in batch:
-                rows.append(self.row(snapshot))
+                rows.append(call_row(snapshot, self.redactor, self.perception, self.replica))
                 # Hand the GIL back between rows: the event loop's streams come first (under
                 # bursts of 32 streams a whole batch built at once cost them 5-20 ms at p50).
                 time.sleep(YIELD_SECONDS)
-            self.store.write(rows)
+            try:
+                self.store.write(rows)
+            except Exception as error:
+                if is_outage(error):
+                    raise
+                self._write_one_by_one(rows)  # one bad row must not lose the batch
+                return
         except Exception as error:  # any database failure: drop, count, serve on
             self._drop(len(batch), "store_error")
             if not self._outage:
@@ -210,7 +191,7 @@ class CallCapture:
                 logger.warning(
                     "capture: %s is unavailable (%s); calls are dropped until it is back",
                     self.store.url,
-                    self.redactor.redact(detail)[:300],
+                    self.redactor.cut(detail, 300),
                 )
             if isinstance(error, CaptureStoreError):
                 self._ready = False
@@ -218,14 +199,30 @@ class CallCapture:
         if self._outage:
             self._outage = False
             logger.info("capture: %s is back; writing calls again", self.store.url)
-        self.written += len(batch)
-        if self._loop is not None and not self._loop.is_closed():
+        self._written(rows)
+
+    def _write_one_by_one(self, rows: list[dict[str, Any]]) -> None:
+        failures = self.store.write_each(rows)
+        if failures:
+            self._drop(len(failures), "bad_row")
+            logger.warning(
+                "capture: %d of %d calls could not be stored (%s)",
+                len(failures),
+                len(rows),
+                self.redactor.cut(failures[0], 300),
+            )
+        self._written(rows[: len(rows) - len(failures)])
+
+    def _written(self, rows: list[dict[str, Any]]) -> None:
+        self.written += len(rows)
+        self._bytes_since_prune += sum(row["stored_bytes"] for row in rows)
+        if rows and self._loop is not None and not self._loop.is_closed():
             newest = self.store.newest_id()
             self._loop.call_soon_threadsafe(self._publish, newest)
 
     def _prune(self) -> None:
         try:
-            removed = self.store.prune(self.max_age_seconds, self.max_calls)
+            removed = self.store.prune(self.max_age_seconds, self.max_calls, self.max_bytes)
         except Exception:  # retention waits for the next round; writing reports outages
             return
         if removed:
@@ -234,76 +231,3 @@ class CallCapture:
     def _drop(self, count: int, reason: str) -> None:
         self.dropped += count
         self.metrics.capture_dropped.labels(reason).inc(count)
-
-    def _json(self, value: Any) -> str:
-        text = self.redactor.redact(json.dumps(value, ensure_ascii=False, default=str))
-        if len(text) > MAX_STORED_CHARS:  # a 4 MB body, again and again, must not fill the disk
-            return json.dumps({"withheld": f"too large to keep: {len(text)} characters"})
-        return text
-
-    def row(self, snapshot: CallSnapshot) -> dict[str, Any]:
-        """The stored row (in the writer thread): full parse, privacy, redaction, JSON."""
-        conversation = snapshot.conversation
-        if not conversation.instructions:  # the reply's parse skips them; the store wants them
-            parts = system_text_parts(conversation.messages)
-            conversation = conversation.model_copy(update={"instructions": parts})
-        parsed = reduce_parsed(conversation.model_dump(), self.perception)
-        body = snapshot.body
-        if self.perception != "full":
-            body = {**body, "messages": conversation.messages, "perception_withheld": True}
-        unknown = sorted({name for item in conversation.observations for name in item.extra})
-        user_text = next(
-            (
-                m.get("content")
-                for m in reversed(conversation.messages)
-                if isinstance(m, dict) and m.get("role") == "user"
-            ),
-            "",
-        )
-        return {
-            "request_id": snapshot.request_id,
-            "replica": self.replica,
-            "conversation_id": snapshot.conversation_id,
-            "started_at": snapshot.started_at,
-            "template": snapshot.template,
-            "model": self.redactor.redact(snapshot.model),
-            "stream": snapshot.stream,
-            "mode": conversation.mode,
-            "outcome": snapshot.outcome,
-            "ttft_ms": snapshot.ttft_ms,
-            "total_ms": snapshot.total_ms,
-            "prompt_tokens": snapshot.prompt_tokens,
-            "shared": snapshot.shared,
-            "error": self.redactor.redact(snapshot.error) if snapshot.error else None,
-            "issues": len(conversation.issues),
-            "unknown_tags": ",".join(unknown),
-            "user_text": self.redactor.redact(str(user_text or ""))[:500],
-            "perceived": self._json(
-                {
-                    name: value[:SUMMARY_CHARS]
-                    for name, value in {**parsed["latest"], **parsed["latest"]["extra"]}.items()
-                    if isinstance(value, str)
-                }
-            ),
-            "headers": self._json(snapshot.headers),
-            "request": self._json(body),
-            "parsed": self._json(parsed),
-            "prompt": self._json(
-                {
-                    "template": snapshot.template,
-                    "prompt_tokens": snapshot.prompt_tokens,
-                    "dropped_turns": snapshot.dropped_turns,
-                    "perception_collapsed": snapshot.perception_collapsed,
-                    "messages": reduce_prompt_messages(snapshot.prompt_messages, self.perception),
-                }
-            ),
-            "tool": tool_mark(snapshot.headers),
-            "emotion_repaired": snapshot.emotion_repaired,
-            "reply": self._json(
-                {
-                    "text": snapshot.reply_text,
-                    "tool_calls": snapshot.tool_calls,
-                    "finish_reason": snapshot.finish_reason,
-                }
-            ),
-        }

@@ -9,7 +9,10 @@ perception block of the stored prompt is withheld; the reply is stored as the cl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
+
+from server.tool_mark import TOOL_HEADER
 
 CapturePerception = Literal["full", "shapes", "no_screen"]
 PERCEPTION_FIELDS = ("appearance", "emotions", "screenshare", "visual_scene", "audio")
@@ -68,3 +71,30 @@ def reduce_prompt_messages(messages: list[Any], mode: CapturePerception) -> list
             message = {**message, "content": without_fenced_perception(message["content"])}
         reduced.append(message)
     return reduced
+
+
+# Request headers worth keeping (what Tavus' client says about itself); never credentials.
+HEADER_ALLOW_LIST = frozenset(
+    {
+        "conversation-id",
+        "conversation_id",
+        "x-conversation-id",
+        "content-type",
+        "user-agent",
+        "x-request-id",
+        "x-prompt-template",
+        "x-stainless-lang",
+        "x-stainless-package-version",
+        "x-stainless-runtime",
+        "x-stainless-runtime-version",
+        "x-stainless-os",
+        "x-stainless-arch",
+        "x-stainless-retry-count",
+        "x-stainless-read-timeout",
+        TOOL_HEADER,  # which of our own tools sent the call (issue 25)
+    }
+)
+
+
+def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name.lower() in HEADER_ALLOW_LIST}

@@ -37,3 +37,8 @@ class CaptureSettings(BaseSettings):
     capture_max_calls: int = Field(
         100_000, ge=1, description="Most captured calls kept; the oldest beyond it are deleted."
     )
+    capture_max_megabytes: int = Field(
+        1024,
+        ge=1,
+        description="Most space the captured calls take (UTF-8 megabytes); the oldest go first.",
+    )

@@ -8,8 +8,10 @@ migrations below, in order; a database newer than this code is refused with a cl
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -32,7 +34,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 metadata = MetaData()
 
@@ -70,6 +72,7 @@ calls = Table(
     Column("tool", String(32), nullable=True),
     # The reply's Phoenix-4 emotion tag was inserted or corrected (null: recorded before v2).
     Column("emotion_repaired", Boolean, nullable=True),
+    Column("stored_bytes", Integer, nullable=True),  # UTF-8 size of the row (schema v4)
 )
 
 # Experiments (`perception-llm eval`, issue 25): runs, one row per reply with its assertions,
@@ -132,11 +135,18 @@ def _add_tool_column_and_experiments(connection: Connection) -> None:
         table.create(connection, checkfirst=True)
 
 
+def _add_stored_bytes(connection: Connection) -> None:
+    # v1 databases lack the column; a database created by this code has it already.
+    if "stored_bytes" not in {c["name"] for c in inspect(connection).get_columns(calls.name)}:
+        connection.execute(text("ALTER TABLE captured_calls ADD COLUMN stored_bytes INTEGER"))
+
+
 # Version n is reached by running MIGRATIONS[n - 1]; append, never edit a shipped one.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     lambda connection: calls.create(connection, checkfirst=True),
     add_replica_column,
     _add_tool_column_and_experiments,
+    _add_stored_bytes,  # v4: each row's size, for the total size cap (issue 23)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 MIGRATION_LOCK = 0x7065_7263_6C6C6D  # a constant key for PostgreSQL's advisory lock ("percllm")
@@ -144,6 +154,12 @@ MIGRATION_LOCK = 0x7065_7263_6C6C6D  # a constant key for PostgreSQL's advisory 
 
 class CaptureStoreError(Exception):
     """The capture database cannot be used; the message says why (never with a password)."""
+
+
+def is_outage(error: BaseException) -> bool:
+    """The database is unreachable or unusable (every row would fail), rather than one row
+    being refused (too long for its column, a NUL, ...)."""
+    return isinstance(error, (CaptureStoreError, OperationalError, InterfaceError))
 
 
 def engine_url(url: str) -> str:
@@ -161,11 +177,38 @@ def safe_url(url: str) -> str:
         return url.split(":", 1)[0] + ":…"
 
 
+def fit_row(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` as every database takes it: strings cut to their column's length (a 100-character
+    `x-request-id` lost a whole batch) and without NUL, which PostgreSQL's text refuses."""
+    fitted = {}
+    for name, value in row.items():
+        if isinstance(value, str):
+            value = value.replace("\x00", "\ufffd")
+            length = getattr(calls.c[name].type, "length", None) if name in calls.c else None
+            if length:
+                value = value[:length]
+        fitted[name] = value
+    return fitted
+
+
+def private_file(url: str) -> None:
+    """A SQLite file is created readable by its owner only (0600): it holds what people said
+    and showed on screen (it was created 0644, issue 23)."""
+    parsed = make_url(engine_url(url))
+    path = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not path or path == ":memory:":
+        return
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    with contextlib.suppress(OSError):  # not ours to change: the owner chose its mode
+        os.chmod(path, 0o600)
+
+
 class CaptureStore:
     def __init__(self, url: str) -> None:
         try:
+            private_file(url)
             self.engine: Engine = create_engine(engine_url(url), pool_pre_ping=True)
-        except (SQLAlchemyError, ImportError, ValueError) as error:
+        except (SQLAlchemyError, ImportError, ValueError, OSError) as error:
             raise CaptureStoreError(
                 f"cannot use capture database {safe_url(url)}: {error}"
             ) from None
@@ -199,10 +242,21 @@ class CaptureStore:
 
     def write(self, rows: Sequence[dict[str, Any]]) -> None:
         with self.engine.begin() as connection:
-            connection.execute(insert(calls), list(rows))
+            connection.execute(insert(calls), [fit_row(row) for row in rows])
 
-    def prune(self, max_age_seconds: float, max_calls: int) -> int:
-        """Delete calls older than the age limit and beyond the newest `max_calls`."""
+    def write_each(self, rows: Sequence[dict[str, Any]]) -> list[str]:
+        """Write rows one by one (after a batch failed): why each row that failed did."""
+        failures = []
+        for row in rows:
+            try:
+                self.write([row])
+            except SQLAlchemyError as error:
+                failures.append(f"{type(error).__name__}: {str(error).splitlines()[0]}")
+        return failures
+
+    def prune(self, max_age_seconds: float, max_calls: int, max_bytes: int | None = None) -> int:
+        """Delete calls older than the age limit, beyond the newest `max_calls`, and the oldest
+        beyond `max_bytes` in all."""
         with self.engine.begin() as connection:
             removed = connection.execute(
                 delete(calls).where(calls.c.started_at < time.time() - max_age_seconds)
@@ -210,9 +264,43 @@ class CaptureStore:
             cutoff = connection.execute(
                 select(calls.c.id).order_by(calls.c.id.desc()).offset(max_calls).limit(1)
             ).scalar()
+            if max_bytes is not None:
+                running = (
+                    func.sum(func.coalesce(calls.c.stored_bytes, 0))
+                    .over(order_by=calls.c.id.desc())
+                    .label("running")
+                )
+                newest_first = select(calls.c.id, running).subquery()
+                over = connection.execute(
+                    select(func.max(newest_first.c.id)).where(newest_first.c.running > max_bytes)
+                ).scalar()
+                cutoff = over if cutoff is None or (over is not None and over > cutoff) else cutoff
             if cutoff is not None:
                 removed += connection.execute(delete(calls).where(calls.c.id <= cutoff)).rowcount
         return int(removed or 0)
+
+    def delete_conversation(self, conversation_id: str) -> int:
+        """Remove every captured call of a conversation (a person's request to be forgotten)."""
+        with self.engine.begin() as connection:
+            where = calls.c.conversation_id == conversation_id
+            return int(connection.execute(delete(calls).where(where)).rowcount or 0)
+
+    def delete_older_than(self, seconds: float) -> int:
+        with self.engine.begin() as connection:
+            where = calls.c.started_at < time.time() - seconds
+            return int(connection.execute(delete(calls).where(where)).rowcount or 0)
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection for a read; a database that fails it (down, read-only, locked) is a
+        CaptureStoreError, which the API answers with 503 (it was a 500)."""
+        try:
+            with self.engine.connect() as connection:
+                yield connection
+        except SQLAlchemyError as error:
+            raise CaptureStoreError(
+                f"cannot read capture database {self.url}: {type(error).__name__}"
+            ) from None
 
     def conversations(self, limit: int = 100) -> list[dict[str, Any]]:
         """Conversations, newest activity first, with counts for the list view."""
@@ -231,7 +319,7 @@ class CaptureStore:
             .order_by(last.desc())
             .limit(limit)
         )
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
     def calls_of(self, conversation_id: str | None, limit: int = 1000) -> list[dict[str, Any]]:
@@ -242,16 +330,16 @@ class CaptureStore:
             else calls.c.conversation_id == conversation_id
         )
         query = select(*SUMMARY_COLUMNS).where(where).order_by(calls.c.id).limit(limit)
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
     def call(self, call_id: int) -> dict[str, Any] | None:
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             row = connection.execute(select(calls).where(calls.c.id == call_id)).first()
         return None if row is None else dict(row._mapping)
 
     def newest_id(self) -> int:
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return int(connection.execute(select(func.max(calls.c.id))).scalar() or 0)
 
     def dispose(self) -> None:

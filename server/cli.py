@@ -194,16 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     calls = commands.add_parser(
         "calls",
-        help="captured calls (PERCEPTION_LLM_CAPTURE): list, show, export, replay, stats",
+        help="captured calls (PERCEPTION_LLM_CAPTURE): list, show, export, replay, stats, delete",
         description=(
             "Read the capture database (PERCEPTION_LLM_CAPTURE, or --db). `list` shows "
             "conversations (or one conversation's calls); `show` one call; `export` turns a "
             "conversation's latest call into a simulate scenario or a parser fixture; `replay` "
             "runs that scenario through templates like `compare`; `stats --by template` compares "
-            "the arms of an A/B split (PERCEPTION_LLM_PROMPT_SPLIT) with 95%% intervals."
+            "the arms of an A/B split (PERCEPTION_LLM_PROMPT_SPLIT) with 95%% intervals; `delete` "
+            "removes a conversation's calls (or, with --older-than DAYS, every older call)."
         ),
     )
-    calls.add_argument("action", choices=["list", "show", "export", "replay", "stats"])
+    calls.add_argument("action", choices=["list", "show", "export", "replay", "stats", "delete"])
     calls.add_argument(
         "target", nargs="?", help="a conversation id (list/export/replay) or call id"
     )
@@ -220,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     calls.add_argument("--since", help="stats: only calls since 7d, 24h, 30m or a date")
     calls.add_argument("--json", action="store_true", help="stats: print JSON")
+    calls.add_argument(
+        "--older-than", type=float, metavar="DAYS", help="delete: every call older than this"
+    )
 
     evaluate = commands.add_parser(
         "eval",

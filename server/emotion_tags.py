@@ -131,6 +131,11 @@ async def with_emotion_tag(
             content = delta.get("content")
             if isinstance(content, str) and content:
                 text += content
+                if text.isspace():
+                    # Leading whitespace is dropped before the tag anyway: keep one character,
+                    # not a buffer that grows and is stripped again per chunk (whitespace-only
+                    # chunks made that quadratic: /healthz waited 548 ms, issue 23).
+                    text = text[-1]
                 final = event.finish_reason is not None
                 start = repaired_start(text, policy, chosen, final)
                 if start is not None:

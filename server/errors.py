@@ -179,6 +179,12 @@ class UpstreamErrorEvent(UpstreamError):
     kind = "error_event"
 
 
+class ReplyTooLargeError(UpstreamError):
+    """A reply that must be held whole (not streamed) grew past `max_reply_chars`."""
+
+    kind = "too_large"
+
+
 class UpstreamEmptyReplyError(UpstreamError):
     """The upstream finished without a word or a tool call."""
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from server.capture import CallSnapshot, kept_headers
+from server.capture_privacy import kept_headers
+from server.capture_rows import CallSnapshot
 from server.chunks import ChunkEncoder
 from server.control import RequestControl, conversation_id_of
 from server.emotion_tags import EmotionPolicy, with_emotion_tag
@@ -94,11 +95,15 @@ class Completion:
 
     @classmethod
     async def begin(cls, services: Services, request: Request) -> tuple[Completion, Prepared]:
-        """Take the slot (429 past the cap), prepare the request (off the loop when large) and
-        register it; if preparing fails, the slot is released before the error propagates."""
+        """Read the body, take the slot (429 past the cap), prepare the request (off the loop
+        when large) and register it; if preparing fails, the slot is released before the error
+        propagates."""
+        # The body is read before the slot is taken: 260 connections sending a byte a second
+        # held every slot for 30 s (issue 23); reading costs no slot, and the connection guard
+        # evicts or times out a slow body.
+        raw = await request.body()
         services.gate.enter()
         try:
-            raw = await request.body()
             prepared = await prepare(raw, request, services)
         except BaseException:
             services.gate.leave()
@@ -113,6 +118,8 @@ class Completion:
             )
         twin_of = services.shared.twin_of(key)
         control = services.conversations.start(request.headers, twin=twin_of is not None)
+        if twin_of is not None:
+            twin_of.join(control)  # its place is kept from now: nothing it will read is dropped
         job = CompletionJob(
             request=prepared.completion_request,
             body=prepared.body,
@@ -199,7 +206,7 @@ class Completion:
             self._first.cancel()  # nobody will read it: stop the upstream request now
         generation = self.shared or self.twin_of
         if generation is not None:
-            generation.release()
+            generation.release(self.control)
         self.services.gate.leave()
         self.services.conversations.finish(self.control)
         self.record.finish(self.services.metrics)

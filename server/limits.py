@@ -74,7 +74,19 @@ def check_request_limits(
     request: ChatCompletionRequest, body: dict[str, Any], settings: Settings
 ) -> None:
     """400 for a request over the message, character or tool limits."""
-    messages = body["messages"]
+    check_message_limits(body["messages"], settings)
+    if request.tools is not None and len(request.tools) > settings.max_tools:
+        raise InvalidRequestError(
+            f"{len(request.tools)} tools is more than the limit of {settings.max_tools} "
+            "(PERCEPTION_LLM_MAX_TOOLS).",
+            param="tools",
+            code="too_many_tools",
+        )
+
+
+def check_message_limits(messages: list[Any], settings: Settings) -> None:
+    """400 for more messages, or a longer message, than the settings allow (every route that
+    parses messages checks this before parsing them)."""
     if len(messages) > settings.max_messages:
         raise InvalidRequestError(
             f"{len(messages)} messages is more than the limit of {settings.max_messages} "
@@ -83,7 +95,8 @@ def check_request_limits(
             code="too_many_messages",
         )
     for index, message in enumerate(messages):
-        text = message_text(message.get("content")) or ""
+        content = message.get("content") if isinstance(message, dict) else None
+        text = message_text(content) or ""
         if len(text) > settings.max_message_chars:
             raise InvalidRequestError(
                 f"Message {index} has {len(text)} characters, more than the limit of "
@@ -91,13 +104,6 @@ def check_request_limits(
                 param=f"messages.[{index}].content",
                 code="message_too_long",
             )
-    if request.tools is not None and len(request.tools) > settings.max_tools:
-        raise InvalidRequestError(
-            f"{len(request.tools)} tools is more than the limit of {settings.max_tools} "
-            "(PERCEPTION_LLM_MAX_TOOLS).",
-            param="tools",
-            code="too_many_tools",
-        )
 
 
 class LoopLagMonitor:

@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import anyio.to_thread
 from starlette.requests import Request
 
 from perception import Conversation, parse_messages
 from prompts.render import RenderedPrompt
 from server.body import decode_json_object, validate_body
 from server.errors import InvalidRequestError
-from server.limits import check_request_limits
+from server.heavy_work import run_request_work
+from server.limits import check_message_limits, check_request_limits
 from server.prompting import render_for_request
 from server.schemas import ChatCompletionRequest
 from server.services import Services
@@ -31,6 +31,8 @@ class Prepared:
 def prepare_now(raw: bytes, request: Request, settings: Settings) -> Prepared:
     """Decode, validate, parse and render: all the CPU work a request needs before the model."""
     body = decode_json_object(raw)
+    if isinstance(body.get("messages"), list):  # before validating them: see server/body.py
+        check_message_limits(body["messages"], settings)
     completion_request = validate_body(ChatCompletionRequest, body)
     if completion_request.n is not None and completion_request.n != 1:
         raise InvalidRequestError("Only n=1 is supported.", param="n")
@@ -42,15 +44,8 @@ def prepare_now(raw: bytes, request: Request, settings: Settings) -> Prepared:
     return Prepared(body, completion_request, conversation, rendered)
 
 
-# Bodies above this are prepared in a worker thread: a 4 MB body takes ~0.2 s of CPU, which on
-# the event loop would stall every other stream and /healthz. Below it the thread hop (~0.1 ms)
-# costs more than the work, and small bodies are what Tavus sends.
-OFF_LOOP_BODY_BYTES = 256 * 1024
-
-
 async def prepare(raw: bytes, request: Request, services: Services) -> Prepared:
-    if len(raw) > OFF_LOOP_BODY_BYTES:
-        return await anyio.to_thread.run_sync(
-            prepare_now, raw, request, services.settings, limiter=services.prepare_limiter
-        )
-    return prepare_now(raw, request, services.settings)
+    """`prepare_now`, in the worker thread for a large body (server/heavy_work.py)."""
+    return await run_request_work(
+        len(raw), services, lambda: prepare_now(raw, request, services.settings)
+    )

@@ -17,12 +17,19 @@ REDACTED = "[redacted]"
 class Redactor:
     def __init__(self, secrets: list[str]) -> None:
         ordered = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self.longest = len(ordered[0]) if ordered else 0
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def redact(self, text: str) -> str:
         if self._pattern is None:
             return text
         return self._pattern.sub(REDACTED, text)
+
+    def cut(self, text: str, limit: int) -> str:
+        """At most `limit` characters of `text`, redacted first: cutting first could leave the
+        beginning of a key that straddled the cut (issue 23). Only the part that can reach the
+        result is scanned, so a huge text costs no more than a short one."""
+        return self.redact(text[: limit + self.longest])[:limit]
 
 
 class RedactingFilter(logging.Filter):

@@ -16,6 +16,7 @@ from server.chunks import merge_tool_call
 from server.metrics import Metrics
 from server.observability import log_safe
 from server.outcome import Outcome
+from server.reply_size import DEFAULT_MAX_REPLY_CHARS
 from server.responders import ResponseEvent
 
 logger = logging.getLogger("perception_llm.requests")
@@ -46,6 +47,7 @@ class CompletionRecord:
     # The reply as the client got it, kept only when calls are captured (server/capture.py).
     capturing: bool = False
     reply_parts: list[str] = field(default_factory=list)
+    reply_chars: int = 0
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     finish_reason: str | None = None
     total_ms: float | None = None
@@ -62,7 +64,9 @@ class CompletionRecord:
 
     def capture_event(self, event: ResponseEvent) -> None:
         delta = event.delta or {}
-        if isinstance(delta.get("content"), str):
+        if isinstance(delta.get("content"), str) and self.reply_chars < DEFAULT_MAX_REPLY_CHARS:
+            # Bounded: a streamed reply may run on for its whole deadline (issue 23).
+            self.reply_chars += len(delta["content"])
             self.reply_parts.append(delta["content"])
         for fragment in delta.get("tool_calls") or ():
             if isinstance(fragment, dict):

@@ -14,6 +14,7 @@ import anyio
 
 from prompts.templates import TemplateLibrary
 from server.capture import CallCapture
+from server.connection_shares import CapReport, ConnectionShares
 from server.control import ConversationRegistry
 from server.limits import ConcurrencyGate, LoopLagMonitor
 from server.metrics import Metrics
@@ -37,6 +38,9 @@ class Services:
     started_at: int
     replica: str  # this process's name in logs, metrics and captured calls
     shared: SharedGenerations = field(default_factory=SharedGenerations)
+    # Connections without a complete request, by client (read by server/protocol.py).
+    connection_shares: ConnectionShares[Any] = field(default_factory=ConnectionShares)
+    connection_report: CapReport = field(default_factory=CapReport)
     capture: CallCapture | None = None  # recording calls (PERCEPTION_LLM_CAPTURE), when on
     loop: asyncio.AbstractEventLoop | None = None  # set while serving (diagnostics, tests)
 

@@ -15,14 +15,16 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from server.connection_settings import ConnectionSettings
 from server.emotion_values import DEFAULT_EMOTION_MAP, DEFAULT_EMOTION_VALUES
 from server.experiment_settings import ExperimentSettings
 from server.replica_settings import ReplicaSettings
+from server.reply_size import DEFAULT_MAX_REPLY_CHARS
 
 ENV_PREFIX = "PERCEPTION_LLM_"
 
 
-class Settings(ExperimentSettings, ReplicaSettings):
+class Settings(ExperimentSettings, ConnectionSettings, ReplicaSettings):
     """Everything an operator can configure, with safe defaults."""
 
     model_config = SettingsConfigDict(
@@ -44,6 +46,13 @@ class Settings(ExperimentSettings, ReplicaSettings):
         description=(
             "Bearer key clients must send. Unset: no auth, and the server refuses non-loopback "
             "hosts unless `allow_insecure` is set."
+        ),
+    )
+    api_key_previous: SecretStr | None = Field(
+        None,
+        description=(
+            "A second key accepted while clients move to a new `api_key` (rotation without "
+            "downtime: set the new key, move the old one here, unset it once clients switched)."
         ),
     )
     allow_insecure: bool = Field(
@@ -208,30 +217,6 @@ class Settings(ExperimentSettings, ReplicaSettings):
         ge=1024,
         description="Largest request body, in bytes (413 beyond; a 32k-token chat is ~130 kB).",
     )
-    header_timeout_seconds: float = Field(
-        10.0,
-        gt=0,
-        description=(
-            "Deadline for a request's line and headers, from the connection (or the request's "
-            "first byte); slow or silent clients are closed with 408."
-        ),
-    )
-    body_timeout_seconds: float = Field(
-        30.0, gt=0, description="Deadline for a request body, from the end of its headers (408)."
-    )
-    max_header_bytes: int = Field(
-        64 * 1024,
-        ge=4096,
-        description="Largest request line plus headers, in bytes (431 beyond).",
-    )
-    max_connections: int = Field(
-        4096,
-        ge=16,
-        description=(
-            "Open connections per process; more are closed at once. `serve` raises the file "
-            "limit to fit it (deployments: set `LimitNOFILE`/`--ulimit nofile` above it)."
-        ),
-    )
     max_loop_lag_seconds: float = Field(
         0.1,
         gt=0,
@@ -243,6 +228,14 @@ class Settings(ExperimentSettings, ReplicaSettings):
     max_messages: int = Field(2000, ge=1, description="Most messages in one request (400 beyond).")
     max_message_chars: int = Field(
         200_000, ge=1, description="Most characters in one message's text (400 beyond)."
+    )
+    max_reply_chars: int = Field(
+        DEFAULT_MAX_REPLY_CHARS,
+        ge=1000,
+        description=(
+            "Largest reply held whole: a non-streamed reply past it ends with 502 (a streamed "
+            "one is never held), and the capture keeps at most this much of a reply."
+        ),
     )
     max_tools: int = Field(128, ge=0, description="Most tools in one request (400 beyond).")
     max_concurrent_streams: int = Field(
@@ -276,7 +269,7 @@ class Settings(ExperimentSettings, ReplicaSettings):
     def _lower_case_level(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("api_key", "upstream_api_key")
+    @field_validator("api_key", "api_key_previous", "upstream_api_key")
     @classmethod
     def _key_is_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
         # `PERCEPTION_LLM_API_KEY=` must not count as "a key is set": an empty Bearer would pass.
@@ -295,7 +288,8 @@ class Settings(ExperimentSettings, ReplicaSettings):
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction from anything relayed or logged."""
-        values = [key.get_secret_value() for key in (self.api_key, self.upstream_api_key) if key]
+        keys = (self.api_key, self.api_key_previous, self.upstream_api_key)
+        values = [key.get_secret_value() for key in keys if key]
         values.extend(self.upstream_headers.values())
         return [value for value in values if len(value) >= 4]
 

@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from server.chunks import ChunkEncoder, merge_tool_call
-from server.errors import APIError, ShutdownError, SupersededError
+from server.errors import APIError, ReplyTooLargeError, ShutdownError, SupersededError
 from server.fallback_marker import fallback_frame, fallback_reason
 from server.outcome import Outcome
+from server.reply_size import DEFAULT_MAX_REPLY_CHARS, event_chars
 from server.request_log import CompletionRecord
 from server.responders import ResponseEvent, close_events, words
 from server.sse import DONE_FRAME, compact_json, data_event
@@ -147,10 +148,16 @@ async def stream_chunks(
 
 
 async def collect_completion(
-    events: AsyncIterator[ResponseEvent], encoder: ChunkEncoder, record: CompletionRecord
+    events: AsyncIterator[ResponseEvent],
+    encoder: ChunkEncoder,
+    record: CompletionRecord,
+    max_chars: int = DEFAULT_MAX_REPLY_CHARS,
 ) -> dict[str, Any]:
-    """A non-streamed `chat.completion`: content joined, tool-call fragments merged by index."""
+    """A non-streamed `chat.completion`: content joined, tool-call fragments merged by index.
+    The reply is held whole, so it is bounded: past `max_chars` the upstream is closed and the
+    call ends with a 502 (issue 23: a fast upstream grew one to 1.7 GiB before its deadline)."""
     content: list[str] = []
+    held = 0
     tool_calls: dict[int, dict[str, Any]] = {}
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
@@ -163,6 +170,12 @@ async def collect_completion(
             if event.finish_reason is not None and finish_reason is None:
                 finish_reason = event.finish_reason
             if event.delta:
+                held += event_chars(event)
+                if held > max_chars:
+                    raise ReplyTooLargeError(
+                        f"The reply grew past {max_chars} characters "
+                        "(PERCEPTION_LLM_MAX_REPLY_CHARS); ask for a stream or a shorter reply."
+                    )
                 record.token_sent()
                 if isinstance(event.delta.get("content"), str):
                     content.append(event.delta["content"])

@@ -39,6 +39,7 @@ from server.settings import Settings
 from server.upstream_chunks import is_speakable
 from server.upstream_events import UpstreamEvents
 from server.upstream_failures import (
+    RELAYED_CHARS,
     UpstreamStatusError,
     client_error,
     error_kind,
@@ -156,7 +157,8 @@ class UpstreamResponder:
                 try:
                     error_body: Any = json.loads(raw)
                 except (ValueError, RecursionError):
-                    error_body = {"message": raw[:200].decode("utf-8", "replace")}
+                    # Whole (64 KB at most): redaction comes before any cut.
+                    error_body = {"message": raw.decode("utf-8", "replace")}
             finally:
                 response.close()
             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
@@ -289,7 +291,7 @@ class UpstreamResponder:
                     raise
                 except APIError as error:
                     self.on_error(error_kind(error))
-                    raise UpstreamError(self.redactor.redact(error.message)) from None
+                    raise UpstreamError(self.redactor.cut(error.message, RELAYED_CHARS)) from None
                 except Exception as error:
                     self.on_error("connection_lost")
                     raise UpstreamError(

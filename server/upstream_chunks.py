@@ -73,18 +73,23 @@ def _usage(value: Any) -> dict[str, int] | None:
     return counts or None
 
 
+# What an error keeps of the upstream's words: long enough to hold any key whole, so the
+# redaction where it is relayed (server/upstream_failures.py) sees every key before its cut.
+WORDS = 8192
+
+
 def chunk_events(payload: str) -> list[ResponseEvent]:
     """Events in one upstream chunk; raises UpstreamError for error events or garbage."""
     try:
         chunk = json.loads(payload)
     except (ValueError, RecursionError):
-        raise MalformedChunkError(f"upstream sent a malformed chunk: {payload[:80]!r}") from None
+        raise MalformedChunkError(f"upstream sent a malformed chunk: {payload[:WORDS]!r}") from None
     if not isinstance(chunk, dict):
-        raise MalformedChunkError(f"upstream sent a malformed chunk: {payload[:80]!r}")
+        raise MalformedChunkError(f"upstream sent a malformed chunk: {payload[:WORDS]!r}")
     if "error" in chunk:
         error = chunk["error"]
         message = error.get("message") if isinstance(error, dict) else error
-        raise UpstreamErrorEvent(f"upstream error: {str(message)[:500]}")
+        raise UpstreamErrorEvent(f"upstream error: {str(message)[:WORDS]}")
     events = []
     choices = chunk.get("choices")
     for choice in choices if isinstance(choices, list) else ():

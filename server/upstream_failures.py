@@ -60,8 +60,18 @@ def _error_detail(body: Any) -> dict[str, Any]:
     return {}
 
 
+RELAYED_CHARS = 500  # of an upstream's own words in an error we relay
+
+
 def client_error(error: BaseException, settings: Settings, redactor: Redactor) -> APIError:
     """What the client sees for an upstream failure (never one of our secrets)."""
+    if isinstance(error, UpstreamError):  # built from the upstream's words: redact them
+        return type(error)(
+            redactor.cut(error.message, RELAYED_CHARS),
+            param=error.param,
+            code=error.code,
+            headers=error.headers,
+        )
     if isinstance(error, APIError):
         return error
     if isinstance(error, UpstreamStatusError):
@@ -71,13 +81,16 @@ def client_error(error: BaseException, settings: Settings, redactor: Redactor) -
                 "not followed: set PERCEPTION_LLM_UPSTREAM_BASE_URL to the final URL"
             )
         detail = _error_detail(error.body)
-        message = redactor.redact(str(detail.get("message") or f"HTTP {error.status_code}"))[:500]
+        message = redactor.cut(str(detail.get("message") or f"HTTP {error.status_code}"), 500)
         if 400 <= error.status_code < 500:  # relayed with the same status, by class
+            # Every field the upstream wrote is redacted: a key echoed in `param`, `code` or
+            # `type` reached clients before (issue 23).
+            param, code, kind = (detail.get(name) for name in ("param", "code", "type"))
             return error_for_status(error.status_code)(
                 f"upstream rejected the request: {message}",
-                param=detail.get("param") if isinstance(detail.get("param"), str) else None,
-                code=detail.get("code") if isinstance(detail.get("code"), str) else None,
-                error_type=str(detail.get("type") or "invalid_request_error"),
+                param=redactor.cut(param, 200) if isinstance(param, str) else None,
+                code=redactor.cut(code, 200) if isinstance(code, str) else None,
+                error_type=redactor.cut(str(kind or "invalid_request_error"), 200),
             )
         return UpstreamError(f"upstream failed with status {error.status_code}: {message}")
     if isinstance(error, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too

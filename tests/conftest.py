@@ -19,6 +19,8 @@ def make_settings(**overrides: Any) -> Settings:
     is relaxed unless a test asks for it: a busy CI machine must not turn a test's second
     request into a 429 (the shedding itself is tested in test_limits.py)."""
     defaults = {"max_loop_lag_seconds": 2.0, "upstream_check": False}  # scripts see only calls
+    # Starlette's TestClient sends `Host: testserver`, which a keyless server would refuse.
+    defaults["allowed_hosts"] = ["testserver"]
     return Settings(_env_file=None, **{**defaults, **overrides})  # type: ignore[call-arg]
 
 

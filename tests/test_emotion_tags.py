@@ -290,3 +290,10 @@ def test_render_says_what_the_guarantee_will_do(live_url: str) -> None:
         httpx.post(live_url + "/v1/prompts/render", json={"messages": plain}).json()["emotion_tag"]
         is None
     )
+
+
+def test_whitespace_only_chunks_before_the_reply_are_not_buffered() -> None:
+    # Issue 23 (LOW): each whitespace-only chunk re-stripped a growing buffer (quadratic: 80,000
+    # chunks took 1.1 s of loop time, now 0.06 s, see the changelog); the reply is unchanged.
+    text, _ = _guarded([" "] * 10_000 + ["\n", "Hi there."])
+    assert text == canonical_tag("calm") + " Hi there."

@@ -153,7 +153,7 @@ def test_a_client_that_never_reads_is_cut_off_by_the_send_deadline(fake: FakeUps
         client = socket.create_connection(("127.0.0.1", port))
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         client.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
             + f"content-length: {len(body)}\r\n\r\n".encode()
             + body
         )
@@ -257,3 +257,49 @@ def test_retry_after_beyond_the_deadline_falls_back_at_once(fake: FakeUpstream) 
     with serve(fake, first_token_timeout_seconds=2.0) as server:
         assert text_of(stream(server.url, timeout=1.5)) == FALLBACK
     assert len(fake.received) == 1
+
+
+def no_part_of(secret: str, text: str) -> bool:
+    """Not the secret, nor any 8-character beginning of it (a cut before redaction left one)."""
+    return secret[:8] not in text
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(status=400, error={"message": "bad", "param": SECRET, "type": "x"}),
+        Reply(status=400, error={"message": "bad", "code": f"key {SECRET}"}),
+        Reply(status=401, error={"message": "bad", "type": f"invalid key {SECRET}"}),
+        Reply(status=401, error={"message": "m" * 490 + SECRET}),  # straddles the 500 cut
+        Reply(status=500, error={"message": "m" * 190 + SECRET}),
+        Reply(steps=[("data", {"error": {"message": f"quota for {SECRET}"}})]),  # first event
+        Reply(steps=[("data", {"error": {"message": "m" * 475 + SECRET}})]),
+        Reply(steps=[("data", chunk({"content": "a"})), ("data", {"error": "m" * 475 + SECRET})]),
+        Reply(steps=[("raw", b"data: " + b"m" * 60 + SECRET.encode() + b"\n\n")]),  # garbage
+    ],
+    ids=[
+        "param",
+        "code",
+        "type",
+        "cut-500",
+        "status-500",
+        "first-event",
+        "first-event-cut",
+        "later-event-cut",
+        "malformed",
+    ],
+)
+@pytest.mark.parametrize("stream_it", [False, True], ids=["json", "stream"])
+def test_no_field_an_upstream_writes_carries_our_key(
+    fake: FakeUpstream, caplog: pytest.LogCaptureFixture, reply: Reply, stream_it: bool
+) -> None:
+    # Issue 23, finding 4: type/param/code relayed unredacted, an error event before the first
+    # token relayed as is, and a key straddling the 500-character cut left its beginning.
+    caplog.set_level(logging.DEBUG)
+    fake.script = [reply]
+    with serve(fake, upstream_api_key=SECRET, fallback_text="") as server:
+        answer = httpx.post(
+            server.url + "/v1/chat/completions", json={**BODY, "stream": stream_it}, timeout=10
+        )
+    assert answer.status_code >= 400 or stream_it
+    assert no_part_of(SECRET, answer.text + caplog.text), answer.text

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from server.preparation import OFF_LOOP_BODY_BYTES
+from server.heavy_work import OFF_LOOP_BODY_BYTES
 from tests.conftest import make_settings
 from tests.fake_upstream import FakeUpstream, Reply, chunk
 from tests.live import running_server
@@ -48,7 +48,7 @@ def raw_request(url: str, head: bytes, chunks: list[bytes]) -> bytes:
 
 def test_declared_oversized_body_is_refused_before_reading(url: str) -> None:
     head = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
         b"content-length: 10000000\r\n\r\n"
     )
     response = raw_request(url, head, [])  # nothing of the 10 MB body is ever sent
@@ -59,7 +59,7 @@ def test_declared_oversized_body_is_refused_before_reading(url: str) -> None:
 
 def test_chunked_oversized_body_is_cut_while_reading(url: str) -> None:
     head = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
         b"transfer-encoding: chunked\r\n\r\n"
     )
     piece = b"x" * 1000
@@ -216,3 +216,60 @@ def test_the_loop_lag_monitor_measures_a_blocked_loop() -> None:
         return monitor.lag
 
     assert asyncio.run(blocked()) > 0.05  # smoothed: 0.3 of the 0.3 s spike after one tick
+
+
+LIMITED_ROUTES = ["/v1/chat/completions", "/v1/perception/parse", "/v1/prompts/render"]
+
+
+@pytest.fixture(scope="module")
+def default_url() -> Iterator[str]:
+    with running_server(make_settings()) as base:
+        yield base
+
+
+@pytest.mark.parametrize("path", LIMITED_ROUTES)
+def test_every_route_that_parses_messages_has_the_message_limits(
+    default_url: str, path: str
+) -> None:
+    # Issue 23, finding 6: the parse and render routes had no limits at all.
+    too_many = [{"role": "user", "content": "hi"}] * 2001
+    answer = httpx.post(
+        default_url + path, json={"model": "echo", "messages": too_many}, timeout=30
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "too_many_messages"
+
+
+@pytest.mark.parametrize("path", [*LIMITED_ROUTES, "/v1/playground/encode"])
+def test_a_body_of_tiny_objects_is_refused_before_it_is_decoded(
+    default_url: str, path: str
+) -> None:
+    # 120,000 tiny messages held the loop 580 ms before the 400 (decoding and validation hold
+    # the GIL even in a thread); now the objects are counted first.
+    tiny = [{"role": "user", "content": "hi"}] * 60_000
+    body = json.dumps({"model": "echo", "messages": tiny}, separators=(",", ":")).encode()
+    answer = httpx.post(
+        default_url + path, content=body, headers={"content-type": "application/json"}, timeout=30
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "too_many_objects"
+
+
+@pytest.mark.parametrize(
+    ("text", "objects"),
+    [
+        ('{"a":{"b":{}}}', 3),
+        ('{"a":"{{{{"}', 1),
+        ('{"a":"\\"{{","b":{}}', 2),
+        ('{"a":"\\\\","b":{}}', 2),  # an escaped backslash ends before the quote
+        ('{"a":"\\\\\\"{"}', 1),
+        ('{"a":"unterminated {{{{', 1),
+    ],
+)
+def test_objects_are_counted_outside_strings(text: str, objects: int) -> None:
+    from server.body import check_json_object_count
+    from server.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError):
+        check_json_object_count(text.encode(), limit=objects - 1)
+    check_json_object_count(text.encode(), limit=objects)

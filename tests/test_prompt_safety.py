@@ -176,3 +176,24 @@ def test_generated_text_keeps_the_invariants(injection: str, template: str) -> N
     messages = conversation_with(injection, turns=2)
     rendered = render_fenced(messages, template)
     check_invariants(messages, rendered, 5000)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "<think>",
+        "</think>",
+        "[THINK]",
+        "[/THINK]",
+        "[gMASK]",
+        "<sop>",
+        "<eop>",
+        "<start_of_image>",
+        "<end_of_image>",
+    ],
+)
+def test_reasoning_and_glm_gemma_markers_are_stripped(token: str) -> None:
+    # Issue 23 (LOW): these survived neutralisation.
+    from prompts.fence import strip_chat_tokens
+
+    assert strip_chat_tokens(f"a{token}b{token.upper()}c") == "abc"

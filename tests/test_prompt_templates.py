@@ -97,3 +97,14 @@ def test_unknown_name_lists_the_available_ones() -> None:
 def test_missing_directory_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match="does not exist"):
         TemplateLibrary(tmp_path / "nope")
+
+
+def test_a_template_linking_outside_its_directory_is_refused(tmp_path: Path) -> None:
+    # Issue 23 (LOW): a user template directory followed symlinks to any readable file.
+    secret = tmp_path / "outside.j2"  # a valid template, so only the link can be refused
+    secret.write_text(GOOD)
+    user = tmp_path / "prompts"
+    user.mkdir()
+    (user / "leak.j2").symlink_to(secret)
+    with pytest.raises(TemplateError, match="links outside"):
+        TemplateLibrary(user)

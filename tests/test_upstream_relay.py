@@ -447,7 +447,7 @@ def test_disconnect_before_the_response_started_is_noticed(
     body = json.dumps({"model": "m", "messages": RAVEN["messages"], "stream": stream}).encode()
     raw = socket.create_connection(("127.0.0.1", port))
     raw.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
         + f"content-length: {len(body)}\r\n\r\n".encode()
         + body
     )

@@ -171,10 +171,29 @@ def stats_calls(store: CaptureStore, args: argparse.Namespace) -> int:
     return 0
 
 
+def delete_calls(store: CaptureStore, args: argparse.Namespace) -> int:
+    """Forget a conversation (someone asked to be removed), or every call older than a number
+    of days."""
+    if args.older_than is not None:
+        if args.target is not None:
+            raise UsageError("delete takes a conversation id or --older-than DAYS, not both")
+        removed = store.delete_older_than(args.older_than * 86400)
+        print(f"deleted {removed} calls older than {args.older_than:g} days")
+        return 0
+    if args.target is None:
+        raise UsageError("delete takes a conversation id, or --older-than DAYS")
+    removed = store.delete_conversation(args.target)
+    if not removed:
+        raise UsageError(f"no captured calls for conversation {args.target!r}")
+    print(f"deleted {removed} calls of conversation {args.target}")
+    return 0
+
+
 ACTIONS = {
     "list": list_calls,
     "show": show_call,
     "export": export_call,
     "replay": replay_call,
     "stats": stats_calls,
+    "delete": delete_calls,
 }

@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 
+from server.auth import short_key_problem
 from server.capture_settings import DEFAULT_CAPTURE_URL
 from server.commands.common import UsageError, settings_or_error, templates_or_error
 from server.observability import log_config
@@ -25,7 +26,8 @@ def serve(args: argparse.Namespace) -> int:
     templates_or_error(settings)
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
-    if args.insecure:
+    if args.insecure:  # the workers read settings from the environment (the Host check)
+        os.environ["PERCEPTION_LLM_ALLOW_INSECURE"] = "true"
         settings = settings.model_copy(update={"allow_insecure": True})
     if args.capture is not None:  # the workers read settings from the environment
         os.environ["PERCEPTION_LLM_CAPTURE"] = args.capture or DEFAULT_CAPTURE_URL
@@ -37,6 +39,8 @@ def serve(args: argparse.Namespace) -> int:
             f"refusing to serve {host} without an API key: set PERCEPTION_LLM_API_KEY, "
             "or pass --insecure to serve it unauthenticated"
         )
+    if not is_loopback(host) and (problem := short_key_problem(settings)):
+        raise UsageError(problem)
     check_workers(args.workers)
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be 0-65535, got {port}")

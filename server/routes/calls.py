@@ -8,8 +8,8 @@ reloading what it shows.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
@@ -23,6 +23,7 @@ from server.services import services
 from server.sse import compact_json, data_event
 from server.sse_response import SSEResponse
 
+T = TypeVar("T")
 router = APIRouter(dependencies=[AuthDep])
 JSON_COLUMNS = ("headers", "request", "parsed", "prompt", "reply")
 
@@ -48,10 +49,18 @@ async def list_calls(
     store = await ready_store(capture)
     limit = max(1, min(limit, 1000))
     if conversation is None:
-        rows = await anyio.to_thread.run_sync(store.conversations, limit)
+        rows = await from_store(store.conversations, limit)
     else:
-        rows = await anyio.to_thread.run_sync(store.calls_of, conversation, limit)
+        rows = await from_store(store.calls_of, conversation, limit)
     return {"object": "list", "capturing": True, "data": rows}
+
+
+async def from_store(read: Callable[..., T], *args: Any) -> T:
+    """A store read in a worker thread; 503 when the database fails it (down, read-only)."""
+    try:
+        return await anyio.to_thread.run_sync(read, *args)
+    except CaptureStoreError as error:
+        raise ServiceUnavailableError(str(error)) from None
 
 
 async def ready_store(capture: CallCapture) -> CaptureStore:
@@ -71,7 +80,7 @@ async def live(request: Request) -> Response:
     capture = capture_of(request)
     await ready_store(capture)
     listener = capture.listen()
-    newest = await anyio.to_thread.run_sync(capture.store.newest_id)
+    newest = await from_store(capture.store.newest_id)
 
     async def frames() -> AsyncIterator[bytes]:
         yield data_event(compact_json({"newest": newest}))
@@ -89,8 +98,10 @@ async def live(request: Request) -> Response:
 
 @router.get("/v1/calls/{call_id}", summary="One captured call, with everything recorded")
 async def one_call(request: Request, call_id: int) -> dict[str, Any]:
+    if not 0 < call_id < 2**63:  # past any database's integer: not a call (was a 500)
+        raise NotFoundError(f"No captured call {call_id}.")
     store = await ready_store(capture_of(request))
-    row = await anyio.to_thread.run_sync(store.call, call_id)
+    row = await from_store(store.call, call_id)
     if row is None:
         raise NotFoundError(f"No captured call {call_id}.")
     for name in JSON_COLUMNS:

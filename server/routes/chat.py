@@ -73,7 +73,9 @@ async def chat_completions(request: Request) -> Response:
     events = completion.with_emotion_tag(events)
     if not stream:
         try:
-            reply = collect_completion(events, completion.encoder, completion.record)
+            reply = collect_completion(
+                events, completion.encoder, completion.record, app.settings.max_reply_chars
+            )
             return JSONResponse(await until_disconnected(request, reply))
         finally:
             completion.finish()

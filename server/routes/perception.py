@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from perception import parse_messages
 from server.auth import AuthDep, SettingsDep
-from server.body import read_json_object
+from server.body import decode_json_object, require_json_content_type
 from server.errors import InvalidRequestError
+from server.heavy_work import json_bytes, run_request_work
+from server.limits import check_message_limits
+from server.services import services
 
 router = APIRouter(dependencies=[AuthDep])
 
@@ -34,13 +38,19 @@ PARSE_BODY_SCHEMA: dict[str, Any] = {
     openapi_extra=PARSE_BODY_SCHEMA,
     summary="Parse the perception in a messages list (or a whole chat-completions body)",
 )
-async def parse_perception(request: Request, settings: SettingsDep) -> dict[str, Any]:
-    body = await read_json_object(request)
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        raise InvalidRequestError(
-            'Send {"messages": [...]} or a whole chat-completions body.', param="messages"
-        )
-    conversation = parse_messages(messages, max_field_chars=settings.perception_max_field_chars)
-    result: dict[str, Any] = conversation.model_dump()
-    return result
+async def parse_perception(request: Request, settings: SettingsDep) -> Response:
+    require_json_content_type(request)
+    raw = await request.body()
+
+    def work() -> Response:
+        body = decode_json_object(raw)
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            raise InvalidRequestError(
+                'Send {"messages": [...]} or a whole chat-completions body.', param="messages"
+            )
+        check_message_limits(messages, settings)
+        conversation = parse_messages(messages, max_field_chars=settings.perception_max_field_chars)
+        return json_bytes(conversation.model_dump())
+
+    return await run_request_work(len(raw), services(request), work)

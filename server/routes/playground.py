@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from scenarios import Scenario, ScenarioError, load_scenario, scenario_request, shipped_scenarios
 from server.auth import AuthDep
-from server.body import read_json_object, validate_body
+from server.body import decode_json_object, require_json_content_type, validate_body
+from server.heavy_work import json_bytes, run_request_work
 from server.samples import sample_requests
 from server.services import services
 
@@ -55,10 +56,16 @@ async def examples() -> dict[str, Any]:
 
 
 @api.post("/v1/playground/encode", summary="A composed conversation, encoded as Tavus sends it")
-async def encode(request: Request) -> dict[str, Any]:
-    body = await read_json_object(request)
-    body.setdefault("name", "composed")
+async def encode(request: Request) -> Response:
+    require_json_content_type(request)
+    raw = await request.body()
     # Answered by the configured response model, as /v1/models lists it first (the upstream's
     # before `echo`), not by the offline responder whatever is configured (issue 21).
     default_model = services(request).responder.served_models()[0]
-    return scenario_request(validate_body(Scenario, body), default_model)
+
+    def work() -> Response:
+        body = decode_json_object(raw)
+        body.setdefault("name", "composed")
+        return json_bytes(scenario_request(validate_body(Scenario, body), default_model))
+
+    return await run_request_work(len(raw), services(request), work)

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from perception import Conversation, parse_messages
 from prompts.templates import TemplateLibrary
 from server.auth import AuthDep, SettingsDep
-from server.body import read_json_object, validate_body
+from server.body import decode_json_object, require_json_content_type, validate_body
 from server.emotion_tags import EmotionPolicy, canonical_tag
+from server.heavy_work import json_bytes, run_request_work
+from server.limits import check_message_limits
 from server.prompting import render_for_request
 from server.schemas import REQUEST_BODY_SCHEMA, ChatCompletionRequest
 from server.services import services
@@ -36,19 +39,29 @@ async def list_prompts(request: Request, settings: SettingsDep) -> dict[str, Any
     openapi_extra=REQUEST_BODY_SCHEMA,
     summary="The exact messages the response model would get, with their token estimate",
 )
-async def render(request: Request, settings: SettingsDep) -> dict[str, Any]:
-    body = await read_json_object(request)
-    validate_body(ChatCompletionRequest, body)
-    conversation = parse_messages(
-        body["messages"], max_field_chars=settings.perception_max_field_chars
-    )
-    rendered = render_for_request(body, request, conversation)
-    return {
-        **rendered.summary(),
-        "mode": conversation.mode,
-        "issues": [issue.model_dump() for issue in conversation.issues],
-        "emotion_tag": emotion_tag_summary(conversation, settings),
-    }
+async def render(request: Request, settings: SettingsDep) -> Response:
+    require_json_content_type(request)
+    raw = await request.body()
+
+    def work() -> Response:
+        body = decode_json_object(raw)
+        if isinstance(body.get("messages"), list):  # before validating them (issue 23)
+            check_message_limits(body["messages"], settings)
+        validate_body(ChatCompletionRequest, body)
+        conversation = parse_messages(
+            body["messages"], max_field_chars=settings.perception_max_field_chars
+        )
+        rendered = render_for_request(body, request, conversation)
+        return json_bytes(
+            {
+                **rendered.summary(),
+                "mode": conversation.mode,
+                "issues": [issue.model_dump() for issue in conversation.issues],
+                "emotion_tag": emotion_tag_summary(conversation, settings),
+            }
+        )
+
+    return await run_request_work(len(raw), services(request), work)
 
 
 def emotion_tag_summary(conversation: Conversation, settings: Settings) -> dict[str, Any] | None:
