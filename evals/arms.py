@@ -19,7 +19,8 @@ from sqlalchemy import select
 from evals.captured import real_calls
 from evals.stats import cluster_bootstrap, percentile
 from prompts import estimate_tokens
-from server.capture_store import CaptureStore, calls
+from server.capture_schema import calls
+from server.capture_store import CaptureStore
 
 INTERRUPTED = ("cancelled", "superseded", "shutdown")
 BROKEN = ("fallback", "failed")

@@ -22,7 +22,8 @@ import openai
 import pytest
 from sqlalchemy import create_engine, text
 
-from server.capture_store import SCHEMA_VERSION, CaptureStore, engine_url
+from server.capture_schema import SCHEMA_VERSION
+from server.capture_store import CaptureStore, engine_url
 from server.inprocess import LiveServer, live_server
 from server.services import services
 from tests.conftest import FIXTURES, make_settings
@@ -273,10 +274,10 @@ def test_a_version_1_store_gains_the_replica_column_and_keeps_its_calls(store_ur
     the newest version, v3 since issue 25's experiment tables)."""
     from sqlalchemy import MetaData, Table, insert
 
-    from server.capture_store import calls, schema
+    from server.capture_schema import calls, schema
 
     old = MetaData()
-    added_later = {"replica", "tool", "emotion_repaired"}
+    added_later = {"replica", "tool", "emotion_repaired", "stored_bytes"}
     v1_calls = Table(calls.name, old, *[c._copy() for c in calls.c if c.name not in added_later])
     v1_schema = Table(schema.name, old, *[c._copy() for c in schema.c])
     engine = create_engine(engine_url(store_url))

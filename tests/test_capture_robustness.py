@@ -96,7 +96,7 @@ def test_calls_still_queued_at_shutdown_are_counted_and_logged(
     store = CaptureStore(f"sqlite:///{tmp_path}/calls.db")
     capture = CallCapture(
         store,
-        Metrics(active_streams=lambda: 0),
+        Metrics(active_streams=lambda: 0, replica="test"),
         Redactor([]),
         perception="full",
         queue_size=10,

@@ -326,7 +326,8 @@ def test_a_v1_capture_database_is_upgraded_with_the_new_columns_and_experiment_t
     """A store written by the previous release (schema v1: no `tool`, no eval tables)."""
     from sqlalchemy import create_engine, inspect, text
 
-    from server.capture_store import SCHEMA_VERSION, CaptureStore, calls, engine_url
+    from server.capture_schema import SCHEMA_VERSION, calls
+    from server.capture_store import CaptureStore, engine_url
     from tests.test_capture import postgres_url
 
     url = f"sqlite:///{tmp_path}/old.db" if backend == "sqlite" else postgres_url()
@@ -334,7 +335,7 @@ def test_a_v1_capture_database_is_upgraded_with_the_new_columns_and_experiment_t
     old_columns = ", ".join(
         f"{c.name} {'INTEGER PRIMARY KEY' if c.name == 'id' else 'TEXT'}"
         for c in calls.c
-        if c.name not in ("tool", "emotion_repaired", "replica")
+        if c.name not in ("tool", "emotion_repaired", "replica", "stored_bytes")
     )
     with engine.begin() as connection:
         connection.execute(
@@ -348,13 +349,13 @@ def test_a_v1_capture_database_is_upgraded_with_the_new_columns_and_experiment_t
         connection.execute(text("CREATE TABLE capture_schema (version INTEGER NOT NULL)"))
         connection.execute(text("INSERT INTO capture_schema VALUES (1)"))
     store = CaptureStore(url)
-    assert store.upgrade() == SCHEMA_VERSION == 3
+    assert store.upgrade() == SCHEMA_VERSION
     found = inspect(engine)
     assert {"tool", "emotion_repaired", "replica"} <= {
         c["name"] for c in found.get_columns("captured_calls")
     }
     assert {"eval_runs", "eval_replies", "eval_cache"} <= set(found.get_table_names())
-    assert store.upgrade() == 3  # idempotent
+    assert store.upgrade() == SCHEMA_VERSION  # idempotent
     store.dispose()
     with engine.begin() as connection:  # leave PostgreSQL as the capture tests expect it
         connection.execute(text("DROP TABLE captured_calls"))

@@ -17,8 +17,9 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from server.auth import AuthDep
+from server.capture_schema import eval_replies, eval_runs
 from server.capture_settings import DEFAULT_EXPERIMENTS_URL
-from server.capture_store import CaptureStore, CaptureStoreError, eval_replies, eval_runs
+from server.capture_store import CaptureStore, CaptureStoreError
 from server.errors import NotFoundError, ServiceUnavailableError
 from server.services import services
 
