@@ -29,37 +29,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from perception.tavus_rules import BASIC_PREAMBLE as TAVUS_BASIC_PREAMBLE
+from perception.tavus_rules import RAVEN_PREAMBLE
+
 PerceptionMode = Literal["raven", "raven-1", "basic", "off"]
 Layout = Literal["system", "user"]
 WRAPPER = "additional_system_instructions"
 
-# Tavus' perception preambles as its documentation shows them (tests/fixtures/tavus/): the
-# stored first system message starts with them, before the persona's own prompt.
-RAVEN_PREAMBLE = (
-    "You are in a live video conference call with a user. You'll receive messages "
-    "containing the user's speech and system messages containing visual information about "
-    "the user. These system messages will contain the following visual information: - "
-    "user's appearance inside the <user_appearance></user_appearance> tag - user's "
-    "emotions inside the <user_emotions></user_emotions> tag If the user is sharing their "
-    "screen, you will also receive a <user_screen></user_screen> tag containing the screen "
-    "share. If you do use the visual information, follow these guidelines: - Do not refer "
-    "to the visual information as system messages. Instead, act and respond as if you are "
-    "actually seeing this live. - If the user's query is about their physical appearance, "
-    "gestures, expressions, or the environment seen through the webcam, use only the "
-    "content within the <user_appearance> and <user_emotions> tags. - If the query "
-    "pertains to what is being displayed on the screen share, refer exclusively to the "
-    "content within the <user_screen> tag. - Ensure that your answer is based solely on "
-    "the information found in the appropriate tag(s) for the question at hand. DO NOT "
-    "INCORPORATE ANY VISUAL INFORMATION TO YOUR RESPONSE IF IT'S NOT RELEVANT."
-)
+# Tavus' stored Basic system message goes on after the published preamble with its own speech
+# rules (tests/fixtures/tavus/preambles.json); the preambles themselves are perception's.
 BASIC_PREAMBLE = (
-    "You are in a live video conference call with a user. You will get user message with "
-    "two identifiers, 'USER SPEECH:' and 'VISUAL SCENE:', where 'USER SPEECH:' is what the "
-    "person actually tells you, and 'VISUAL SCENE:' is what you are seeing when you look "
-    "at them. Only use the information provided in 'VISUAL SCENE:' if the user asks what "
-    "you see. Don't output identifiers such as 'USER SPEECH:' or 'VISUAL SCENE:' in your "
-    "response. Reply in short sentences, talk to the user in a casual way.Respond only in "
-    "english."
+    f"{TAVUS_BASIC_PREAMBLE} Reply in short sentences, talk to the user in a casual way."
+    "Respond only in english."
 )
 
 

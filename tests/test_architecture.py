@@ -3,7 +3,7 @@ emulator, and no module grows past what one concern needs.
 
     perception  (pure: stdlib + pydantic)
     prompts     → perception
-    scenarios   → pydantic only (Tavus encoding of scripted turns)
+    scenarios   → perception (Tavus' published texts), pydantic (Tavus encoding of scripted turns)
     server      → prompts, perception, scenarios (never emulator, except its CLI commands)
     emulator    → scenarios, server.inprocess (to start a local server for `compare`)
     evals       → emulator (its client), scenarios, prompts, perception, server (the store)
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {
     "perception": {"perception"},
     "prompts": {"prompts", "perception"},
-    "scenarios": {"scenarios"},
+    "scenarios": {"scenarios", "perception"},
     "server": {"server", "prompts", "perception", "scenarios"},
     "emulator": {"emulator", "scenarios", "server", "perception"},
     "evals": {"evals", "emulator", "scenarios", "server", "prompts", "perception"},
