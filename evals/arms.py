@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from evals.captured import real_calls
 from evals.stats import cluster_bootstrap, percentile
@@ -25,7 +25,12 @@ from server.capture_store import CaptureStore
 INTERRUPTED = ("cancelled", "superseded", "shutdown")
 BROKEN = ("fallback", "failed")
 ANSWERED = ("completed", "fallback")
-GROUPABLE = {"template": calls.c.template, "model": calls.c.model}
+# Calls recorded before replicas had names (schema v1) group as "unnamed".
+GROUPABLE = {
+    "template": calls.c.template,
+    "model": calls.c.model,
+    "replica": func.coalesce(calls.c.replica, "unnamed"),
+}
 
 
 def _mean(values: list[float]) -> float | None:

@@ -217,7 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--api-key", help="replay: Bearer key for --url")
     calls.add_argument("--model", help="replay: model name to send")
     calls.add_argument(
-        "--by", choices=["template", "model"], default="template", help="stats: compare arms by"
+        "--by",
+        choices=["template", "model", "replica"],
+        default="template",
+        help="stats: compare arms by",
     )
     calls.add_argument("--since", help="stats: only calls since 7d, 24h, 30m or a date")
     calls.add_argument("--json", action="store_true", help="stats: print JSON")

@@ -75,3 +75,25 @@ def test_split_arms_are_recorded_and_compared(
     assert "no real calls captured since 2999-01-01" in capsys.readouterr().out
     assert main(["calls", "stats", "--db", url, "--since", "yesterday"]) == 2
     assert "--since takes 7d, 24h, 30m or a date" in capsys.readouterr().err
+
+
+def test_stats_by_replica_name_each_replica_and_the_unnamed_calls(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Issue 26: `calls stats` shows the replica that served the calls (calls recorded before
+    replicas had names group as `unnamed`)."""
+    url = f"sqlite:///{tmp_path}/calls.db"
+    for replica, conversations in (("pod-a", ["c1", "c2"]), ("pod-b", ["c3"])):
+        with live_server(make_settings(capture=url, replica=replica)) as server:
+            for conversation in conversations:
+                ask(server.url, conversation, PHOENIX)
+            written(server, len(conversations))
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+        connection.execute("UPDATE captured_calls SET replica = NULL WHERE conversation_id = 'c2'")
+    assert main(["calls", "stats", "--by", "replica", "--db", url, "--json"]) == 0
+    arms = {arm["replica"]: arm for arm in json.loads(capsys.readouterr().out)}
+    assert {name: arm["calls"] for name, arm in arms.items()} == {
+        "pod-a": 1,
+        "pod-b": 1,
+        "unnamed": 1,
+    }
