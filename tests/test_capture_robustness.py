@@ -137,6 +137,11 @@ def test_calls_delete_forgets_a_conversation_and_old_calls(tmp_path: Path) -> No
     assert again.returncode == 2 and "no captured calls" in again.stderr
     store = CaptureStore(url)
     assert [c["conversation_id"] for c in store.conversations()] == ["keep-me"]
+    # A negative age (a cut-off in the future) deleted every call; NaN deleted none, silently.
+    for days in ("-1", "nan", "inf"):
+        refused = cli("delete", "--older-than", days)
+        assert refused.returncode == 2 and "--older-than takes days" in refused.stderr, days
+    assert [c["conversation_id"] for c in store.conversations()] == ["keep-me"]
     old = cli("delete", "--older-than", "0")
     assert old.returncode == 0 and old.stdout.strip() == "deleted 1 calls older than 0 days"
     assert store.conversations() == []
