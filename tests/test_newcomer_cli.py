@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -235,3 +236,38 @@ def test_bad_arguments_are_one_line_and_status_2(args: list[str]) -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
     assert "error:" in result.stderr and "--help" in result.stderr
+
+
+@pytest.mark.parametrize("command", [None, *sorted(COMMANDS)])
+def test_help_text_is_what_it_means_and_its_serve_examples_start(command: str | None) -> None:
+    # Issue 31: the descriptions of `calls` and `eval` printed "95%%" (argparse does not format
+    # a description), and the public-host example's key "secret" is one `serve` refuses (a key
+    # on a public interface needs 16 characters).
+    result = cli(*([command] if command else []), "--help")
+    assert result.returncode == 0
+    assert "%%" not in result.stdout
+    for key in re.findall(r"PERCEPTION_LLM_API_KEY=(\S+)", result.stdout):
+        assert len(key) >= 16, key
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve"],
+        ["parse", "-"],
+        ["render", "-"],
+        ["simulate", "--url", "http://127.0.0.1:9/v1"],
+        ["compare", "raven-cooking", "--prompts", "default"],
+        ["calls", "list"],
+        ["eval", "perception-basics"],
+    ],
+)
+def test_an_unknown_option_points_at_the_commands_own_help(args: list[str]) -> None:
+    # Issue 31: it pointed at `perception-llm --help`, which does not list a command's options.
+    assert args[0] in COMMANDS
+    result = cli(*args, "--no-such-option")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"perception-llm {args[0]}: error: unrecognized arguments: --no-such-option "
+        f"(see perception-llm {args[0]} --help)\n"
+    )
