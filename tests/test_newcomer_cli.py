@@ -271,3 +271,35 @@ def test_an_unknown_option_points_at_the_commands_own_help(args: list[str]) -> N
         f"perception-llm {args[0]}: error: unrecognized arguments: --no-such-option "
         f"(see perception-llm {args[0]} --help)\n"
     )
+
+
+@pytest.mark.parametrize("url", ["localhost:8000", "http://127.0.0.1:abc/v1", "http://[::1"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["simulate"],
+        ["compare", "raven-cooking", "--prompts", "default"],
+        ["eval", "perception-basics"],
+    ],
+)
+def test_a_url_that_is_not_one_is_one_line(command: list[str], url: str) -> None:
+    # Issue 31: a port that is not a number was a traceback in simulate and compare; a host
+    # without http:// read "unsupported protocol 'localhost://'", and in eval only after every
+    # cell had errored through its retries (7 s, a page of identical failures).
+    result = cli(*command, "--url", url)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "perception-llm: error: --url takes an http:// or https:// base URL, e.g. "
+        f"http://127.0.0.1:8000/v1, got {url!r}\n"
+    )
+
+
+def test_eval_against_nothing_is_one_line_before_any_cell(tmp_path: Path) -> None:
+    # Issue 31: README "Command line": an unreachable endpoint prints one line, exit 2. eval ran
+    # every cell through its retries and printed a matrix of errors first.
+    url = free_port_url()
+    result = cli("eval", "perception-basics", "--url", url, "--db", f"sqlite:///{tmp_path}/e.db")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"perception-llm: error: cannot reach {url}: ")
+    assert result.stderr.count("\n") == 1

@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -27,7 +28,7 @@ from evals.suite import AssertionSpec, Case, Suite, SuiteError, make_case, read_
 from evals.views import format_html, format_terminal
 from prompts.templates import TemplateError, TemplateLibrary
 from server.capture_store import CaptureStore, CaptureStoreError
-from server.commands.common import UsageError, settings_or_error
+from server.commands.common import UsageError, endpoint_url_or_error, settings_or_error
 from server.inprocess import running_server
 from server.settings import Settings
 
@@ -114,13 +115,19 @@ def write_reports(args: argparse.Namespace, summary: Summary, meta: dict[str, An
 
 def check_remote_templates(names: list[str], url: str, api_key: str | None, where: str) -> None:
     """Names the endpoint does not list are refused before the run (an endpoint without
-    `/prompts` — not perception-llm — is taken at its word: its 400s become errored cells)."""
+    `/prompts` — not perception-llm — is taken at its word: its 400s become errored cells). An
+    endpoint that cannot be reached at all is one line, as in `simulate`: it was every cell
+    errored after every retry, 7 s and a page of identical failures later."""
     request = urllib.request.Request(url.rstrip("/") + "/prompts")  # noqa: S310  (http(s) base)
     if api_key:
         request.add_header("Authorization", f"Bearer {api_key}")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             listed = {item.get("name") for item in json.load(response).get("data", [])}
+    except urllib.error.HTTPError:
+        return  # it answered: whatever it is, the run asks it
+    except urllib.error.URLError as error:  # refused, unknown host, connect timeout
+        raise UsageError(f"cannot reach {url}: {error.reason}") from None
     except (OSError, ValueError, AttributeError):
         return
     for index, name in enumerate(names):
@@ -192,7 +199,7 @@ def evaluate(args: argparse.Namespace) -> int:
         elif any(t.endswith(".j2") for t in suite.templates):
             raise UsageError("template files need the in-process server (drop --url)")
         else:
-            check_remote_templates(names, url, api_key, str(path))
+            check_remote_templates(names, endpoint_url_or_error(url), api_key, str(path))
         models = (
             [m.strip() for m in args.models.split(",") if m.strip()]
             if args.models
