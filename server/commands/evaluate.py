@@ -205,6 +205,17 @@ def evaluate(args: argparse.Namespace) -> int:
             if args.models
             else suite.models or [endpoint_model(url, api_key)]
         )
+        if args.url is None and settings.upstream_base_url is None:
+            # Without an upstream the offline responder answers whatever model is asked for: the
+            # matrix would credit its replies to the model named (a CI gate green for nothing).
+            stand_ins = [model for model in models if model != settings.echo_model]
+            if stand_ins:
+                raise UsageError(
+                    f"{path}: models: no upstream is configured (PERCEPTION_LLM_UPSTREAM_BASE_URL),"
+                    f" so the offline {settings.echo_model} would answer for "
+                    f"{', '.join(stand_ins)}; configure the upstream, or --url an endpoint that "
+                    "serves it"
+                )
         options = RunOptions(
             url=url,
             target=cache_target,
