@@ -57,9 +57,13 @@ def latest_call(store: CaptureStore, conversation: str | None) -> dict[str, Any]
 
 
 def calls(args: argparse.Namespace) -> int:
+    if args.limit < 1:  # SQLite read -1 as "no limit", PostgreSQL refused it with a traceback
+        raise UsageError(f"--limit must be at least 1, got {args.limit}")
     store = open_store(args.db)
     try:
         return ACTIONS[args.action](store, args)
+    except CaptureStoreError as error:  # the database failed a read: one line, as at opening
+        raise UsageError(str(error)) from None
     finally:
         store.dispose()
 
