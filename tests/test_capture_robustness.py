@@ -193,3 +193,7 @@ def test_calls_commands_that_the_database_fails_are_one_line(tmp_path: Path) -> 
         assert failed.returncode == 2, failed.stderr
         assert failed.stderr.startswith("perception-llm: error: cannot read capture database")
         assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
+    for action in (["delete", "c"], ["delete", "--older-than", "1"], ["stats"]):
+        failed = cli(*action)
+        assert failed.returncode == 2, failed.stderr
+        assert failed.stderr == f"perception-llm: error: capture database {url}: OperationalError\n"

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from server.capture_settings import DEFAULT_CAPTURE_URL
 from server.capture_store import CaptureStore, CaptureStoreError
 from server.commands.common import UsageError, settings_or_error
@@ -64,6 +66,8 @@ def calls(args: argparse.Namespace) -> int:
         return ACTIONS[args.action](store, args)
     except CaptureStoreError as error:  # the database failed a read: one line, as at opening
         raise UsageError(str(error)) from None
+    except SQLAlchemyError as error:  # a delete or the stats query, which the store leaves raw
+        raise UsageError(f"capture database {store.url}: {type(error).__name__}") from None
     finally:
         store.dispose()
 
