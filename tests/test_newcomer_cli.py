@@ -303,3 +303,14 @@ def test_eval_against_nothing_is_one_line_before_any_cell(tmp_path: Path) -> Non
     assert result.stdout == ""
     assert result.stderr.startswith(f"perception-llm: error: cannot reach {url}: ")
     assert result.stderr.count("\n") == 1
+
+
+def test_compare_in_process_refuses_an_unknown_template_without_a_passing_port() -> None:
+    # Issue 31: the refusal named the in-process server's ephemeral address as if the user had
+    # given it ("http://127.0.0.1:44115/v1 offers: ...").
+    result = cli("compare", "raven-cooking", "--prompts", "default,fancy")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        "perception-llm: error: unknown prompt template 'fancy'; "
+        "available: default, minimal, passthrough\n"
+    )

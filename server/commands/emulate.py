@@ -13,6 +13,7 @@ from emulator.compare import compare, failed_cells, format_markdown, format_term
 from emulator.conformance import format_report
 from emulator.simulate import SimulateOptions, simulate
 from emulator.stream import EndpointError
+from prompts.templates import TemplateError
 from scenarios import Scenario, ScenarioError, load_scenario
 from server.commands.common import (
     UsageError,
@@ -74,7 +75,14 @@ def run_compare(args: argparse.Namespace) -> int:
             # The in-process server answers this tool's own requests: they are experiments, not
             # conversations, so they are never recorded into the capture store.
             settings = settings_or_error().model_copy(update={"capture": None})
-            templates_or_error(settings)
+            library = templates_or_error(settings)
+            for name in templates:
+                # Here, not by the endpoint: its refusal named the in-process server's passing
+                # port ("http://127.0.0.1:44115/v1 offers: ..."), an address the user never gave.
+                try:
+                    library.get(name)
+                except TemplateError as error:
+                    raise UsageError(str(error)) from None
             url = stack.enter_context(running_server(settings)) + "/v1"
             api_key = settings.api_key.get_secret_value() if settings.api_key else None
         options = SimulateOptions(url=url, api_key=api_key, model=args.model, tool="compare")
