@@ -89,6 +89,23 @@ def test_calls_finds_the_file_serve_capture_writes(tmp_path: Path) -> None:
     assert json.loads(shown.stdout)["conversation_id"] == "conv-here"
 
 
+def test_eval_from_capture_finds_the_file_serve_capture_writes(tmp_path: Path) -> None:
+    # Issue 31: after `serve --capture`, `eval --from-capture 5` in the same folder said "no
+    # captured conversation to replay in sqlite:///perception-llm-evals.db".
+    url = f"sqlite:///{tmp_path}/perception-llm-calls.db"  # what `serve --capture` writes there
+    with live_server(make_settings(capture=url)) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0)
+        client.chat.completions.create(
+            model="echo", messages=MESSAGES, extra_headers={"conversation-id": "conv-here"}
+        )
+        written(server, 1)
+    result = cli("eval", "--from-capture", "5", cwd=tmp_path)
+    assert result.returncode in (0, 1), result.stderr  # it ran (echo's verdicts are not at issue)
+    assert "suite captured: 1 test(s) x 2 template(s)" in result.stdout
+    assert "kept in sqlite:///perception-llm-calls.db" in result.stdout
+    assert not (tmp_path / "perception-llm-evals.db").exists()
+
+
 def test_calls_without_any_database_names_the_ways_to_give_one(tmp_path: Path) -> None:
     result = cli("calls", "list", cwd=tmp_path)
     assert result.returncode == 2

@@ -27,6 +27,7 @@ from evals.store import DEFAULT_URL, ExperimentStore
 from evals.suite import AssertionSpec, Case, Suite, SuiteError, make_case, read_suite, resolve_cases
 from evals.views import format_html, format_terminal
 from prompts.templates import TemplateError, TemplateLibrary
+from server.capture_settings import DEFAULT_CAPTURE_URL
 from server.capture_store import CaptureStore, CaptureStoreError
 from server.commands.common import UsageError, endpoint_url_or_error, settings_or_error
 from server.inprocess import running_server
@@ -147,6 +148,16 @@ def endpoint_model(url: str, api_key: str | None) -> str:
     return model
 
 
+def default_store(from_capture: int | None) -> str:
+    """Replaying captured calls reads the file `serve --capture` writes in this folder when no
+    database is named, as `calls` does (it looked in the eval file, which holds no calls);
+    otherwise runs go to the eval file."""
+    local_calls = Path(DEFAULT_CAPTURE_URL.removeprefix("sqlite:///"))
+    return (
+        DEFAULT_CAPTURE_URL if from_capture is not None and local_calls.is_file() else DEFAULT_URL
+    )
+
+
 def evaluate(args: argparse.Namespace) -> int:
     if args.suite is None and args.from_capture is None:
         raise UsageError("give a SUITE file (or a shipped name) or --from-capture N")
@@ -159,7 +170,7 @@ def evaluate(args: argparse.Namespace) -> int:
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
     settings = settings_or_error()
-    store = open_store(args.db or settings.capture or DEFAULT_URL)
+    store = open_store(args.db or settings.capture or default_store(args.from_capture))
     with ExitStack() as stack:
         stack.callback(store.store.dispose)
         try:
