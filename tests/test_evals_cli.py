@@ -475,3 +475,13 @@ def test_a_model_no_upstream_serves_is_refused_not_answered_by_echo(
         "configure the upstream, or --url an endpoint that serves it\n"
     )
     assert run(capsys, str(suite), "--db", db, "--models", "echo")[0] == 0
+
+
+@pytest.mark.parametrize("flag", ["--templates", "--models"])
+def test_an_empty_list_of_templates_or_models_is_refused(
+    capsys: pytest.CaptureFixture[str], db: str, flag: str
+) -> None:
+    # Issue 31: `--templates ' ,'` ran no cell and reported "result: passed (exit 0)".
+    status, out, err = run(capsys, "perception-basics", "--db", db, flag, " ,")
+    assert status == 2 and out == ""
+    assert err == f"perception-llm: error: {flag} needs at least one name, got ' ,'\n"

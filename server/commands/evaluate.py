@@ -169,6 +169,10 @@ def evaluate(args: argparse.Namespace) -> int:
     ):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
+    for flag, names in (("--templates", args.templates), ("--models", args.models)):
+        # `--templates ' ,'` ran no cell at all and reported "passed (exit 0)"
+        if names is not None and not [name for name in names.split(",") if name.strip()]:
+            raise UsageError(f"{flag} needs at least one name, got {names!r}")
     settings = settings_or_error()
     store = open_store(args.db or settings.capture or default_store(args.from_capture))
     with ExitStack() as stack:
