@@ -299,12 +299,13 @@ def test_an_unknown_option_points_at_the_commands_own_help(args: list[str]) -> N
         ["eval", "perception-basics"],
     ],
 )
-def test_a_url_that_is_not_one_is_one_line(command: list[str], url: str) -> None:
+def test_a_url_that_is_not_one_is_one_line(command: list[str], url: str, tmp_path: Path) -> None:
     # Issue 31: a port that is not a number was a traceback in simulate and compare; a host
     # without http:// read "unsupported protocol 'localhost://'", and in eval only after every
     # cell had errored through its retries (7 s, a page of identical failures).
-    result = cli(*command, "--url", url)
+    result = cli(*command, "--url", url, cwd=tmp_path)
     assert result.returncode == 2
+    assert list(tmp_path.iterdir()) == []  # eval opened its store (a new file) before refusing
     assert result.stderr == (
         "perception-llm: error: --url takes an http:// or https:// base URL, e.g. "
         f"http://127.0.0.1:8000/v1, got {url!r}\n"

@@ -173,6 +173,8 @@ def evaluate(args: argparse.Namespace) -> int:
         # `--templates ' ,'` ran no cell at all and reported "passed (exit 0)"
         if names is not None and not [name for name in names.split(",") if name.strip()]:
             raise UsageError(f"{flag} needs at least one name, got {names!r}")
+    if args.url is not None:
+        endpoint_url_or_error(args.url)  # before the store: a refused command leaves no file
     settings = settings_or_error()
     store = open_store(args.db or settings.capture or default_store(args.from_capture))
     with ExitStack() as stack:
@@ -214,7 +216,7 @@ def evaluate(args: argparse.Namespace) -> int:
         elif any(t.endswith(".j2") for t in suite.templates):
             raise UsageError("template files need the in-process server (drop --url)")
         else:
-            check_remote_templates(names, endpoint_url_or_error(url), api_key, str(path))
+            check_remote_templates(names, url, api_key, str(path))
         models = (
             [m.strip() for m in args.models.split(",") if m.strip()]
             if args.models
