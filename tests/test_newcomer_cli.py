@@ -332,3 +332,12 @@ def test_compare_in_process_refuses_an_unknown_template_without_a_passing_port()
         "perception-llm: error: unknown prompt template 'fancy'; "
         "available: default, minimal, passthrough\n"
     )
+
+
+@pytest.mark.parametrize("suite", ["no-such-suite", "bad.yaml"])
+def test_eval_refusing_its_suite_leaves_no_database_behind(tmp_path: Path, suite: str) -> None:
+    # Issue 31: the run store was opened (a new perception-llm-evals.db) before the suite was read.
+    (tmp_path / "bad.yaml").write_text("templates: [default\n")
+    result = cli("eval", suite, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]

@@ -176,9 +176,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.url is not None:
         endpoint_url_or_error(args.url)  # before the store: a refused command leaves no file
     settings = settings_or_error()
-    store = open_store(args.db or settings.capture or default_store(args.from_capture))
     with ExitStack() as stack:
-        stack.callback(store.store.dispose)
         try:
             if args.suite is not None:
                 path = suite_path(args.suite, stack)
@@ -189,6 +187,9 @@ def evaluate(args: argparse.Namespace) -> int:
             if args.templates:
                 names = [t.strip() for t in args.templates.split(",") if t.strip()]
                 suite = suite.model_copy(update={"templates": names})
+            # Opened once the suite reads: a suite that does not left a new database file behind.
+            store = open_store(args.db or settings.capture or default_store(args.from_capture))
+            stack.callback(store.store.dispose)
             cases = resolve_cases(
                 suite, base, lambda conversation: captured_scenario(store.store, conversation)
             )
