@@ -10,6 +10,7 @@ cut at `turn` (1-based, default the last) with the earlier turns answered by the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,11 @@ class AssertionSpec(Strict):
         kind, value = self.type, self.value
         if kind in TEXT_VALUED and not (isinstance(value, str) and value):
             raise ValueError(f"{kind} needs a text `value`")
+        if kind == "regex":
+            try:
+                re.compile(str(value))
+            except re.error as error:  # a suite mistake: exit 2 before any call, not a failure
+                raise ValueError(f"regex: bad pattern {value!r}: {error}") from None
         if kind in ("max-tokens", "latency") and (
             not isinstance(value, int | float) or isinstance(value, bool) or value <= 0
         ):

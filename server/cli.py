@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 EXAMPLES = """\
 examples:
   perception-llm serve                         # http://127.0.0.1:8000/v1, offline responder
-  PERCEPTION_LLM_API_KEY=secret perception-llm serve --host 0.0.0.0
+  PERCEPTION_LLM_API_KEY=change-me-to-a-long-random-key perception-llm serve --host 0.0.0.0
   perception-llm parse request.json --pretty   # what was perceived in a Tavus request
   perception-llm render request.json --prompt minimal   # what the model would be sent
   perception-llm simulate --url http://127.0.0.1:8000/v1 --scenario raven1-sarcasm --speculative
@@ -43,7 +43,7 @@ COMMAND_EXAMPLES = {
     "serve": """\
 examples:
   perception-llm serve                          # http://127.0.0.1:8000/v1, offline responder
-  PERCEPTION_LLM_API_KEY=secret perception-llm serve --host 0.0.0.0 --port 8000
+  PERCEPTION_LLM_API_KEY=change-me-to-a-long-random-key perception-llm serve --host 0.0.0.0
   perception-llm serve --capture                # record calls to ./perception-llm-calls.db
 """,
     "parse": """\
@@ -100,12 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
 
         @staticmethod
         def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
-            return subparsers.add_parser(
+            command = subparsers.add_parser(
                 name,
                 epilog=COMMAND_EXAMPLES[name],
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 **kwargs,
             )
+            # An unknown option is reported by the command's parser, naming its --help.
+            command.set_defaults(command_parser=command)
+            return command
 
     commands = Commands()
 
@@ -200,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
             "conversations (or one conversation's calls); `show` one call; `export` turns a "
             "conversation's latest call into a simulate scenario or a parser fixture; `replay` "
             "runs that scenario through templates like `compare`; `stats --by template` compares "
-            "the arms of an A/B split (PERCEPTION_LLM_PROMPT_SPLIT) with 95%% intervals; `delete` "
+            "the arms of an A/B split (PERCEPTION_LLM_PROMPT_SPLIT) with 95 % intervals; `delete` "
             "removes a conversation's calls (or, with --older-than DAYS, every older call)."
         ),
     )
@@ -234,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Run SUITE (a JSON or YAML file, or a shipped example such as perception-basics): "
             "every test x template x model x sample gets a reply, checked by its assertions. "
-            "Prints the matrix with 95%% Wilson intervals, the winner per assertion and the "
+            "Prints the matrix with 95 % Wilson intervals, the winner per assertion and the "
             "failing replies; keeps the run in the capture database (else a local SQLite file) "
             "for the playground. Exit 0: every template reached the threshold; 1: one did not; "
             "2: a bad suite, or errored cells (a model or judge outage)."
@@ -299,7 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    # argparse reports a subcommand's unknown option from the top parser, which pointed at
+    # `perception-llm --help`, where the command's options are not listed.
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from server.commands.common import UsageError
 
     module_name, function = COMMANDS[args.command]

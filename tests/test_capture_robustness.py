@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -137,6 +138,11 @@ def test_calls_delete_forgets_a_conversation_and_old_calls(tmp_path: Path) -> No
     assert again.returncode == 2 and "no captured calls" in again.stderr
     store = CaptureStore(url)
     assert [c["conversation_id"] for c in store.conversations()] == ["keep-me"]
+    # A negative age (a cut-off in the future) deleted every call; NaN deleted none, silently.
+    for days in ("-1", "nan", "inf"):
+        refused = cli("delete", "--older-than", days)
+        assert refused.returncode == 2 and "--older-than takes days" in refused.stderr, days
+    assert [c["conversation_id"] for c in store.conversations()] == ["keep-me"]
     old = cli("delete", "--older-than", "0")
     assert old.returncode == 0 and old.stdout.strip() == "deleted 1 calls older than 0 days"
     assert store.conversations() == []
@@ -156,3 +162,38 @@ def test_calls_api_answers_out_of_range_ids_and_an_unreadable_store(tmp_path: Pa
         answer = httpx.get(server.url + "/v1/calls", timeout=10)
         assert answer.status_code == 503, answer.text
         assert httpx.get(server.url + "/v1/calls/1", timeout=10).status_code == 503
+
+
+def test_calls_commands_that_the_database_fails_are_one_line(tmp_path: Path) -> None:
+    # Issue 31: a read the database refused (here: its table of calls is gone; on PostgreSQL,
+    # `--limit -1`) was a CaptureStoreError traceback; `--limit -1` listed everything on SQLite.
+    path = tmp_path / "calls.db"
+    url = f"sqlite:///{path}"
+    store = CaptureStore(url)
+    store.upgrade()
+    store.dispose()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "server.cli", "calls", *args, "--db", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    for limit in ("0", "-1"):
+        refused = cli("list", "--limit", limit)
+        assert refused.returncode == 2
+        assert refused.stderr == f"perception-llm: error: --limit must be at least 1, got {limit}\n"
+    with sqlite3.connect(path) as connection:
+        connection.execute("DROP TABLE captured_calls")
+    for action in (["list"], ["list", "some-conversation"], ["show", "1"]):
+        failed = cli(*action)
+        assert failed.returncode == 2, failed.stderr
+        assert failed.stderr.startswith("perception-llm: error: cannot read capture database")
+        assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
+    for action in (["delete", "c"], ["delete", "--older-than", "1"], ["stats"]):
+        failed = cli(*action)
+        assert failed.returncode == 2, failed.stderr
+        assert failed.stderr == f"perception-llm: error: capture database {url}: OperationalError\n"

@@ -455,3 +455,33 @@ def test_an_upstream_outage_in_process_is_errored_not_the_spoken_fallback(
     assert "not-icontains ERRORED: no reply: model failed after 2 tries" in out
     assert "train of thought" not in out  # the fallback line was not graded as a reply
     assert "Traceback" not in err
+
+
+def test_a_model_no_upstream_serves_is_refused_not_answered_by_echo(
+    capsys: pytest.CaptureFixture[str], db: str, tmp_path: Path
+) -> None:
+    # Issue 31: with no upstream configured the offline responder answered for `gpt-9`, and the
+    # matrix credited echo's replies to gpt-9 (exit 0 when they passed).
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "templates: [minimal]\nmodels: [gpt-9]\ntests: [raven-cooking]\n"
+        "defaultTest: {assert: [{type: icontains, value: said}]}\n"
+    )
+    status, out, err = run(capsys, str(suite), "--db", db)
+    assert status == 2 and out == ""
+    assert err == (
+        f"perception-llm: error: {suite}: models: no upstream is configured "
+        "(PERCEPTION_LLM_UPSTREAM_BASE_URL), so the offline echo would answer for gpt-9; "
+        "configure the upstream, or --url an endpoint that serves it\n"
+    )
+    assert run(capsys, str(suite), "--db", db, "--models", "echo")[0] == 0
+
+
+@pytest.mark.parametrize("flag", ["--templates", "--models"])
+def test_an_empty_list_of_templates_or_models_is_refused(
+    capsys: pytest.CaptureFixture[str], db: str, flag: str
+) -> None:
+    # Issue 31: `--templates ' ,'` ran no cell and reported "result: passed (exit 0)".
+    status, out, err = run(capsys, "perception-basics", "--db", db, flag, " ,")
+    assert status == 2 and out == ""
+    assert err == f"perception-llm: error: {flag} needs at least one name, got ' ,'\n"

@@ -94,7 +94,15 @@ def spec(kind: str, value: Any = None, **extra: Any) -> AssertionSpec:
         (spec("not-icontains", "as an ai"), SARCASM, "Sure.", None, True, ""),
         (spec("regex", r"^\w+ day"), SARCASM, "Long day?", None, True, ""),
         (spec("regex", r"^\d"), SARCASM, "Long day?", None, False, r"no match for /^\d/"),
-        (spec("regex", "("), SARCASM, "x", None, False, "bad pattern '('"),
+        # a suite refuses a bad pattern (test_bad_suites_name_the_place); check() still copes
+        (
+            AssertionSpec.model_construct(type="regex", value="("),
+            SARCASM,
+            "x",
+            None,
+            False,
+            "bad pattern '('",
+        ),
         (spec("starts-with", "Hey"), SARCASM, "Hey there", None, True, ""),
         (spec("starts-with", "Hey"), SARCASM, "Oh hey", None, False, "not 'Hey'"),
         (spec("max-tokens", 2), SARCASM, "12345678", None, True, ""),
@@ -274,6 +282,10 @@ def write(tmp_path: Path, text: str, name: str = "suite.yaml") -> Path:
         (
             "templates: [default]\ndefaultTest:\n  assert:\n    - {type: max-tokens, value: -1}\ntests: [raven-cooking]\n",
             "defaultTest.assert[0]: max-tokens needs a positive number `value`",
+        ),
+        (  # issue 31: it ran, and failed every reply (exit 1) instead of a bad suite (exit 2)
+            "templates: [default]\ntests:\n  - scenario: raven-cooking\n    assert:\n      - {type: regex, value: '(a'}\n",
+            "tests[0].assert[0]: regex: bad pattern '(a': missing ), unterminated subpattern",
         ),
         ("templates: [default\n", "bad YAML at line 2"),
         ('{"templates": ["default"], "tests": [}', "bad YAML at line 1"),

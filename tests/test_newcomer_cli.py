@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -86,6 +87,23 @@ def test_calls_finds_the_file_serve_capture_writes(tmp_path: Path) -> None:
     shown = cli("calls", "show", call_id, cwd=tmp_path)  # as `calls list` prints it
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["conversation_id"] == "conv-here"
+
+
+def test_eval_from_capture_finds_the_file_serve_capture_writes(tmp_path: Path) -> None:
+    # Issue 31: after `serve --capture`, `eval --from-capture 5` in the same folder said "no
+    # captured conversation to replay in sqlite:///perception-llm-evals.db".
+    url = f"sqlite:///{tmp_path}/perception-llm-calls.db"  # what `serve --capture` writes there
+    with live_server(make_settings(capture=url)) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0)
+        client.chat.completions.create(
+            model="echo", messages=MESSAGES, extra_headers={"conversation-id": "conv-here"}
+        )
+        written(server, 1)
+    result = cli("eval", "--from-capture", "5", cwd=tmp_path)
+    assert result.returncode in (0, 1), result.stderr  # it ran (echo's verdicts are not at issue)
+    assert "suite captured: 1 test(s) x 2 template(s)" in result.stdout
+    assert "kept in sqlite:///perception-llm-calls.db" in result.stdout
+    assert not (tmp_path / "perception-llm-evals.db").exists()
 
 
 def test_calls_without_any_database_names_the_ways_to_give_one(tmp_path: Path) -> None:
@@ -235,3 +253,91 @@ def test_bad_arguments_are_one_line_and_status_2(args: list[str]) -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
     assert "error:" in result.stderr and "--help" in result.stderr
+
+
+@pytest.mark.parametrize("command", [None, *sorted(COMMANDS)])
+def test_help_text_is_what_it_means_and_its_serve_examples_start(command: str | None) -> None:
+    # Issue 31: the descriptions of `calls` and `eval` printed "95%%" (argparse does not format
+    # a description), and the public-host example's key "secret" is one `serve` refuses (a key
+    # on a public interface needs 16 characters).
+    result = cli(*([command] if command else []), "--help")
+    assert result.returncode == 0
+    assert "%%" not in result.stdout
+    for key in re.findall(r"PERCEPTION_LLM_API_KEY=(\S+)", result.stdout):
+        assert len(key) >= 16, key
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve"],
+        ["parse", "-"],
+        ["render", "-"],
+        ["simulate", "--url", "http://127.0.0.1:9/v1"],
+        ["compare", "raven-cooking", "--prompts", "default"],
+        ["calls", "list"],
+        ["eval", "perception-basics"],
+    ],
+)
+def test_an_unknown_option_points_at_the_commands_own_help(args: list[str]) -> None:
+    # Issue 31: it pointed at `perception-llm --help`, which does not list a command's options.
+    assert args[0] in COMMANDS
+    result = cli(*args, "--no-such-option")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"perception-llm {args[0]}: error: unrecognized arguments: --no-such-option "
+        f"(see perception-llm {args[0]} --help)\n"
+    )
+
+
+@pytest.mark.parametrize("url", ["localhost:8000", "http://127.0.0.1:abc/v1", "http://[::1"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["simulate"],
+        ["compare", "raven-cooking", "--prompts", "default"],
+        ["eval", "perception-basics"],
+    ],
+)
+def test_a_url_that_is_not_one_is_one_line(command: list[str], url: str, tmp_path: Path) -> None:
+    # Issue 31: a port that is not a number was a traceback in simulate and compare; a host
+    # without http:// read "unsupported protocol 'localhost://'", and in eval only after every
+    # cell had errored through its retries (7 s, a page of identical failures).
+    result = cli(*command, "--url", url, cwd=tmp_path)
+    assert result.returncode == 2
+    assert list(tmp_path.iterdir()) == []  # eval opened its store (a new file) before refusing
+    assert result.stderr == (
+        "perception-llm: error: --url takes an http:// or https:// base URL, e.g. "
+        f"http://127.0.0.1:8000/v1, got {url!r}\n"
+    )
+
+
+def test_eval_against_nothing_is_one_line_before_any_cell(tmp_path: Path) -> None:
+    # Issue 31: README "Command line": an unreachable endpoint prints one line, exit 2. eval ran
+    # every cell through its retries and printed a matrix of errors first.
+    url = free_port_url()
+    result = cli("eval", "perception-basics", "--url", url, "--db", f"sqlite:///{tmp_path}/e.db")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"perception-llm: error: cannot reach {url}: ")
+    assert result.stderr.count("\n") == 1
+
+
+def test_compare_in_process_refuses_an_unknown_template_without_a_passing_port() -> None:
+    # Issue 31: the refusal named the in-process server's ephemeral address as if the user had
+    # given it ("http://127.0.0.1:44115/v1 offers: ...").
+    result = cli("compare", "raven-cooking", "--prompts", "default,fancy")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        "perception-llm: error: unknown prompt template 'fancy'; "
+        "available: default, minimal, passthrough\n"
+    )
+
+
+@pytest.mark.parametrize("suite", ["no-such-suite", "bad.yaml"])
+def test_eval_refusing_its_suite_leaves_no_database_behind(tmp_path: Path, suite: str) -> None:
+    # Issue 31: the run store was opened (a new perception-llm-evals.db) before the suite was read.
+    (tmp_path / "bad.yaml").write_text("templates: [default\n")
+    result = cli("eval", suite, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]

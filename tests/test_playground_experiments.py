@@ -42,6 +42,8 @@ def test_experiments_api_reads_the_capture_database(
         assert "PAPAYA-7" in replies[0]["reply"]
         assert any("\u27e6perception" in str(m["content"]) for m in replies[0]["prompt"])
         assert client.get("/v1/experiments/999").status_code == 404
+        # issue 31: a run that does not exist had replies: an empty list, 200
+        assert client.get("/v1/experiments/999/replies").status_code == 404
 
 
 def test_experiments_api_without_any_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

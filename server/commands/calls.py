@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from server.capture_settings import DEFAULT_CAPTURE_URL
 from server.capture_store import CaptureStore, CaptureStoreError
@@ -56,9 +59,15 @@ def latest_call(store: CaptureStore, conversation: str | None) -> dict[str, Any]
 
 
 def calls(args: argparse.Namespace) -> int:
+    if args.limit < 1:  # SQLite read -1 as "no limit", PostgreSQL refused it with a traceback
+        raise UsageError(f"--limit must be at least 1, got {args.limit}")
     store = open_store(args.db)
     try:
         return ACTIONS[args.action](store, args)
+    except CaptureStoreError as error:  # the database failed a read: one line, as at opening
+        raise UsageError(str(error)) from None
+    except SQLAlchemyError as error:  # a delete or the stats query, which the store leaves raw
+        raise UsageError(f"capture database {store.url}: {type(error).__name__}") from None
     finally:
         store.dispose()
 
@@ -177,6 +186,9 @@ def delete_calls(store: CaptureStore, args: argparse.Namespace) -> int:
     if args.older_than is not None:
         if args.target is not None:
             raise UsageError("delete takes a conversation id or --older-than DAYS, not both")
+        if not math.isfinite(args.older_than) or args.older_than < 0:
+            # A negative age puts the cut-off in the future: it deleted every call.
+            raise UsageError(f"--older-than takes days, 0 or more, got {args.older_than:g}")
         removed = store.delete_older_than(args.older_than * 86400)
         print(f"deleted {removed} calls older than {args.older_than:g} days")
         return 0

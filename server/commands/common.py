@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,22 @@ def settings_or_error() -> Settings:
         field = match.group(1) if match else ""
         example = JSON_EXAMPLES.get(field, '{"name": "value"}')
         raise UsageError(f"{ENV_PREFIX}{field.upper()}: must be JSON, e.g. {example}") from None
+
+
+def endpoint_url_or_error(url: str) -> str:
+    """An endpoint's base URL as `--url` takes it; a host without `http://` was reported by the
+    HTTP client as an "unsupported protocol 'localhost://'", after retries in `eval`."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # an unclosed [IPv6 bracket, a port that is not a number
+        usable = False
+    if not usable:
+        raise UsageError(
+            f"--url takes an http:// or https:// base URL, e.g. http://127.0.0.1:8000/v1, "
+            f"got {url!r}"
+        )
+    return url
 
 
 def templates_or_error(settings: Settings) -> TemplateLibrary:

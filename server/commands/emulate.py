@@ -13,8 +13,14 @@ from emulator.compare import compare, failed_cells, format_markdown, format_term
 from emulator.conformance import format_report
 from emulator.simulate import SimulateOptions, simulate
 from emulator.stream import EndpointError
+from prompts.templates import TemplateError
 from scenarios import Scenario, ScenarioError, load_scenario
-from server.commands.common import UsageError, settings_or_error, templates_or_error
+from server.commands.common import (
+    UsageError,
+    endpoint_url_or_error,
+    settings_or_error,
+    templates_or_error,
+)
 from server.inprocess import running_server
 
 
@@ -40,7 +46,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.layout is not None:
         scenario = scenario.model_copy(update={"layout": args.layout})
     options = SimulateOptions(
-        url=args.url,
+        url=endpoint_url_or_error(args.url),
         api_key=args.api_key,
         model=args.model,
         speculative=args.speculative,
@@ -63,11 +69,20 @@ def run_compare(args: argparse.Namespace) -> int:
         raise UsageError("--prompts needs at least one template name")
     with ExitStack() as stack:
         url, api_key = args.url, args.api_key
-        if url is None:
+        if url is not None:
+            endpoint_url_or_error(url)
+        else:
             # The in-process server answers this tool's own requests: they are experiments, not
             # conversations, so they are never recorded into the capture store.
             settings = settings_or_error().model_copy(update={"capture": None})
-            templates_or_error(settings)
+            library = templates_or_error(settings)
+            for name in templates:
+                # Here, not by the endpoint: its refusal named the in-process server's passing
+                # port ("http://127.0.0.1:44115/v1 offers: ..."), an address the user never gave.
+                try:
+                    library.get(name)
+                except TemplateError as error:
+                    raise UsageError(str(error)) from None
             url = stack.enter_context(running_server(settings)) + "/v1"
             api_key = settings.api_key.get_secret_value() if settings.api_key else None
         options = SimulateOptions(url=url, api_key=api_key, model=args.model, tool="compare")

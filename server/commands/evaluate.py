@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -26,8 +27,9 @@ from evals.store import DEFAULT_URL, ExperimentStore
 from evals.suite import AssertionSpec, Case, Suite, SuiteError, make_case, read_suite, resolve_cases
 from evals.views import format_html, format_terminal
 from prompts.templates import TemplateError, TemplateLibrary
+from server.capture_settings import DEFAULT_CAPTURE_URL
 from server.capture_store import CaptureStore, CaptureStoreError
-from server.commands.common import UsageError, settings_or_error
+from server.commands.common import UsageError, endpoint_url_or_error, settings_or_error
 from server.inprocess import running_server
 from server.settings import Settings
 
@@ -114,13 +116,19 @@ def write_reports(args: argparse.Namespace, summary: Summary, meta: dict[str, An
 
 def check_remote_templates(names: list[str], url: str, api_key: str | None, where: str) -> None:
     """Names the endpoint does not list are refused before the run (an endpoint without
-    `/prompts` — not perception-llm — is taken at its word: its 400s become errored cells)."""
+    `/prompts` — not perception-llm — is taken at its word: its 400s become errored cells). An
+    endpoint that cannot be reached at all is one line, as in `simulate`: it was every cell
+    errored after every retry, 7 s and a page of identical failures later."""
     request = urllib.request.Request(url.rstrip("/") + "/prompts")  # noqa: S310  (http(s) base)
     if api_key:
         request.add_header("Authorization", f"Bearer {api_key}")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             listed = {item.get("name") for item in json.load(response).get("data", [])}
+    except urllib.error.HTTPError:
+        return  # it answered: whatever it is, the run asks it
+    except urllib.error.URLError as error:  # refused, unknown host, connect timeout
+        raise UsageError(f"cannot reach {url}: {error.reason}") from None
     except (OSError, ValueError, AttributeError):
         return
     for index, name in enumerate(names):
@@ -140,6 +148,16 @@ def endpoint_model(url: str, api_key: str | None) -> str:
     return model
 
 
+def default_store(from_capture: int | None) -> str:
+    """Replaying captured calls reads the file `serve --capture` writes in this folder when no
+    database is named, as `calls` does (it looked in the eval file, which holds no calls);
+    otherwise runs go to the eval file."""
+    local_calls = Path(DEFAULT_CAPTURE_URL.removeprefix("sqlite:///"))
+    return (
+        DEFAULT_CAPTURE_URL if from_capture is not None and local_calls.is_file() else DEFAULT_URL
+    )
+
+
 def evaluate(args: argparse.Namespace) -> int:
     if args.suite is None and args.from_capture is None:
         raise UsageError("give a SUITE file (or a shipped name) or --from-capture N")
@@ -151,10 +169,14 @@ def evaluate(args: argparse.Namespace) -> int:
     ):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
+    for flag, names in (("--templates", args.templates), ("--models", args.models)):
+        # `--templates ' ,'` ran no cell at all and reported "passed (exit 0)"
+        if names is not None and not [name for name in names.split(",") if name.strip()]:
+            raise UsageError(f"{flag} needs at least one name, got {names!r}")
+    if args.url is not None:
+        endpoint_url_or_error(args.url)  # before the store: a refused command leaves no file
     settings = settings_or_error()
-    store = open_store(args.db or settings.capture or DEFAULT_URL)
     with ExitStack() as stack:
-        stack.callback(store.store.dispose)
         try:
             if args.suite is not None:
                 path = suite_path(args.suite, stack)
@@ -165,6 +187,9 @@ def evaluate(args: argparse.Namespace) -> int:
             if args.templates:
                 names = [t.strip() for t in args.templates.split(",") if t.strip()]
                 suite = suite.model_copy(update={"templates": names})
+            # Opened once the suite reads: a suite that does not left a new database file behind.
+            store = open_store(args.db or settings.capture or default_store(args.from_capture))
+            stack.callback(store.store.dispose)
             cases = resolve_cases(
                 suite, base, lambda conversation: captured_scenario(store.store, conversation)
             )
@@ -198,6 +223,17 @@ def evaluate(args: argparse.Namespace) -> int:
             if args.models
             else suite.models or [endpoint_model(url, api_key)]
         )
+        if args.url is None and settings.upstream_base_url is None:
+            # Without an upstream the offline responder answers whatever model is asked for: the
+            # matrix would credit its replies to the model named (a CI gate green for nothing).
+            stand_ins = [model for model in models if model != settings.echo_model]
+            if stand_ins:
+                raise UsageError(
+                    f"{path}: models: no upstream is configured (PERCEPTION_LLM_UPSTREAM_BASE_URL),"
+                    f" so the offline {settings.echo_model} would answer for "
+                    f"{', '.join(stand_ins)}; configure the upstream, or --url an endpoint that "
+                    "serves it"
+                )
         options = RunOptions(
             url=url,
             target=cache_target,

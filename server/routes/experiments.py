@@ -83,6 +83,9 @@ async def run_replies(
     template: str | None = None,
     model: str | None = None,
 ) -> dict[str, Any]:
+    # An unknown run is a 404, as for the run itself (it answered 200 with no replies).
+    if not await rows(request, select(eval_runs.c.id).where(eval_runs.c.id == run_id)):
+        raise NotFoundError(f"No eval run {run_id}.")
     query = select(eval_replies).where(eval_replies.c.run_id == run_id)
     for column, value in (("test", test), ("template", template), ("model", model)):
         if value is not None:
