@@ -48,6 +48,12 @@ def test_host_name_drops_the_port(header: str, name: str) -> None:
         ("localhost.attacker.example", False),
         ("127.0.0.1.nip.io", False),
         ("", False),
+        # Review of issue 23: text after an IPv6 literal's bracket was ignored.
+        ("[::1]rebind.attacker.example", False),
+        ("[::1]:80.attacker.example", False),
+        ("[::1]x80", False),
+        ("localhost:80.attacker.example", False),
+        ("[::1]:", True),
     ],
 )
 def test_only_loopback_and_configured_names_pass(header: str, allowed: bool) -> None:
