@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from server.capture import CallCapture
 from server.capture_store import CaptureStore
+from server.cli import main
 from server.inprocess import live_server
 from server.metrics import Metrics
 from server.redaction import Redactor
@@ -156,3 +158,18 @@ def test_calls_api_answers_out_of_range_ids_and_an_unreadable_store(tmp_path: Pa
         answer = httpx.get(server.url + "/v1/calls", timeout=10)
         assert answer.status_code == 503, answer.text
         assert httpx.get(server.url + "/v1/calls/1", timeout=10).status_code == 503
+
+
+def test_calls_delete_refuses_a_negative_or_non_finite_age(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Review of issue 23: `--older-than=-7` (a typo) deleted every call, even ones made a moment
+    # ago (older than a week from now); `nan` and `inf` silently deleted nothing.
+    url = f"sqlite:///{tmp_path}/calls.db"
+    with live_server(make_settings(capture=url)) as server:
+        ask(server.url, MESSAGES, "keep-me")
+        written(server, 1)
+    for days in ("-7", "nan", "inf", "-inf"):
+        assert main(["calls", "delete", f"--older-than={days}", "--db", url]) == 2, days
+        assert "--older-than takes" in capsys.readouterr().err
+    assert [c["conversation_id"] for c in CaptureStore(url).conversations()] == ["keep-me"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -177,6 +178,10 @@ def delete_calls(store: CaptureStore, args: argparse.Namespace) -> int:
     if args.older_than is not None:
         if args.target is not None:
             raise UsageError("delete takes a conversation id or --older-than DAYS, not both")
+        if not 0 <= args.older_than < math.inf:  # -7 (a typo) meant every call; nan, none
+            raise UsageError(
+                f"--older-than takes a number of days, 0 or more, got {args.older_than}"
+            )
         removed = store.delete_older_than(args.older_than * 86400)
         print(f"deleted {removed} calls older than {args.older_than:g} days")
         return 0
