@@ -235,7 +235,7 @@ class UpstreamResponder:
             try:
                 response = await job.control.wait(self._send(body), deadline)
                 attempt_stack.callback(response.close)  # a no-op once released
-                events = UpstreamEvents(response, job.control)
+                events = UpstreamEvents(response, job.control, self.redactor)
                 first = await self._first_speakable(events, deadline)
                 stack.push_async_exit(attempt_stack)
                 return events, first
