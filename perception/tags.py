@@ -26,9 +26,15 @@ TAG_RE = re.compile(_TAG, re.I | re.A)
 # because a model reading `<\nuser_x>` or `</user_` may well take it for markup.
 # Tavus' `<additional_system_instructions>` wrapper (issue 22) is neutralised the same way: in a
 # user turn it is something the user may have typed, and it must not read as Tavus' own.
+# Whitespace here includes Unicode's (no-break, ideographic, em... spaces; `re.A` limits `\s` to
+# ASCII), and a wrapper with no `>` is a fragment like `<user_`: both reached the model as
+# markup (review of issue 23).
+_SPACE = r"[\s\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_NAMES = r"user_|additional_system_instructions"
 MARKUP_RE = re.compile(
-    r"<\s*+(/?+)\s*+(user_[a-z0-9_]*+|additional_system_instructions)(?:\s[^<>]*+)?+>"
-    r"|<\s*+(/?+)\s*+user_",
+    rf"<{_SPACE}*+(/?+){_SPACE}*+(user_[a-z0-9_]*+|additional_system_instructions)"
+    rf"(?:{_SPACE}[^<>]*+)?+>"
+    rf"|<{_SPACE}*+(/?+){_SPACE}*+({_NAMES})",
     re.I | re.A,
 )
 
@@ -37,9 +43,7 @@ MARKUP_RE = re.compile(
 # (`<user_x>` → `[user_x>`) instead of a Python call per tag: text that dense in markup is an
 # attack, and the pretty form would cost ~0.5 µs per tag.
 DENSE_MARKUP = 1024
-_MARKUP_START_RE = re.compile(
-    r"<(?=\s*+/?+\s*+(?:user_|additional_system_instructions))", re.I | re.A
-)
+_MARKUP_START_RE = re.compile(rf"<(?={_SPACE}*+/?+{_SPACE}*+(?:{_NAMES}))", re.I | re.A)
 
 
 class Tag(NamedTuple):  # a tuple: built for every tag of every request, and cheapest to build
@@ -65,7 +69,7 @@ def scan_tags(text: str, limit: int | None = None) -> list[Tag]:
 def _neutral(match: re.Match[str]) -> str:
     if match.group(2) is not None:
         return f"[{match.group(1)}{match.group(2).lower()}]"
-    return f"[{match.group(3)}user_"
+    return f"[{match.group(3)}{match.group(4).lower()}"
 
 
 def neutralise_markup(text: str) -> str:

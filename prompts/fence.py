@@ -146,5 +146,10 @@ def _neutralise_untrusted(text: str) -> str:
 
 
 def escape_fenced(text: str) -> str:
-    """Make `text` safe to place inside a fence: it cannot contain a fence marker after this."""
-    return neutralise_untrusted(text).translate(_BRACKET_LOOKALIKES)
+    """Make `text` safe to place inside a fence: it cannot contain a fence marker after this.
+
+    The bracket look-alikes become ASCII *before* neutralising: the other way round, escaping
+    turned `⟨|im_start|⟩`, `〚INST〛` and `⟨user_x⟩` into the very control tokens and markup it
+    had just removed (review of issue 23). Neutralising only removes text or writes `[`, ` `
+    and `]`, so the result still holds no fence bracket."""
+    return neutralise_untrusted(text.translate(_BRACKET_LOOKALIKES))

@@ -23,6 +23,7 @@ snapshot), then the oldest turns (see budget.py). What was dropped is logged and
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,35 @@ def _neutralised_part(part: Any) -> Any:
     return {**part, **changed} if changed else part
 
 
+def _is_text_part(part: Any) -> bool:
+    return (
+        isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+    )
+
+
+def _neutralised_run(run: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Adjacent text parts, neutralised. A model's chat template joins them with nothing (Llama
+    3.2 Vision, Gemma 3 and Qwen2-VL templates iterate the parts) or a newline (vLLM, for string
+    templates), so a token or tag split across parts (`<|im_` + `start|>`) would reach the model
+    whole (review of issue 23): when a join of the neutralised parts is not itself neutral, the
+    run becomes one part, neutralised whole. Ordinary parts stay as they were sent."""
+    parts = [_neutralised_part(part) for part in run]
+    if len(run) < 2:
+        return parts
+    texts = [part["text"] for part in parts]
+    if all(escape_fenced(joined) == joined for joined in ("".join(texts), "\n".join(texts))):
+        return parts
+    return [{**run[0], "text": escape_fenced("".join(part["text"] for part in run))}]
+
+
+def _neutralised_parts(content: list[Any]) -> list[Any]:
+    result: list[Any] = []
+    for is_text, group in itertools.groupby(content, key=_is_text_part):
+        parts = list(group)
+        result.extend(_neutralised_run(parts) if is_text else map(_neutralised_part, parts))
+    return result
+
+
 def _neutralised_turn(message: Any, strip_emotions: bool = False) -> Any:
     """User-derived text, neutralised wherever the model reads it as text: content strings, the
     text of content parts, and the message `name`. Left byte-exact on purpose: assistant
@@ -93,7 +123,7 @@ def _neutralised_turn(message: Any, strip_emotions: bool = False) -> Any:
             content = strip_emotion_tags(content)
         updates["content"] = escape_fenced(content)
     elif isinstance(content, list):
-        updates["content"] = [_neutralised_part(part) for part in content]
+        updates["content"] = _neutralised_parts(content)
     if isinstance(message.get("name"), str):
         updates["name"] = escape_fenced(message["name"])
     return {**message, **updates} if updates else message

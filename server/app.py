@@ -32,7 +32,7 @@ from server.observability import RequestContextMiddleware
 from server.redaction import RedactingFilter, Redactor
 from server.routes import calls, chat, experiments, meta, perception, playground, prompts
 from server.services import Services
-from server.settings import Settings, load_settings
+from server.settings import Settings, is_loopback, load_settings
 from server.shutdown import install_drain_on_signals
 from server.upstream import UpstreamResponder
 
@@ -155,7 +155,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     if not settings.cors_origins:
         app.fast_chat = chat_fast_path(metrics, settings.max_body_bytes)
-    if settings.api_key is None and not settings.allow_insecure:
+    # `--insecure` allows a public interface without a key; on loopback it changes nothing (it
+    # used to switch this check off there too, review of issue 23).
+    if settings.api_key is None and (not settings.allow_insecure or is_loopback(settings.host)):
         app.add_middleware(LoopbackHostMiddleware, allowed_hosts=settings.allowed_hosts)
         if app.fast_chat is not None:
             app.fast_chat = LoopbackHostMiddleware(app.fast_chat, settings.allowed_hosts)

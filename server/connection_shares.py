@@ -69,7 +69,8 @@ class ConnectionShares(Generic[Conn]):
                 address = ipaddress.ip_address(host)
             except ValueError:
                 known = False
-            else:
+            else:  # a dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d
+                address = getattr(address, "ipv4_mapped", None) or address
                 known = any(address in network for network in self._trusted)
             if len(self._trusted_cache) < 4096:  # bounded: addresses are attacker-chosen
                 self._trusted_cache[host] = known

@@ -23,9 +23,12 @@ from server.settings import is_loopback
 def host_name(header: str) -> str:
     """The name in a `Host` header, without its port, lower-cased (`[::1]:80` -> `::1`)."""
     header = header.strip().lower()
-    if header.startswith("["):
-        return header[1 : header.find("]")] if "]" in header else header
-    return header.rpartition(":")[0] if header.count(":") == 1 else header
+    if header.startswith("["):  # an IPv6 literal: only a port may follow its bracket
+        literal, bracket, port = header[1:].partition("]")
+        port_only = port[:1] == ":" and (port[1:].isdigit() or not port[1:])
+        return literal if bracket and (port_only or not port) else header
+    name, _, port = header.rpartition(":")
+    return name if header.count(":") == 1 and (port.isdigit() or not port) else header
 
 
 def host_allowed(header: str, extra: frozenset[str]) -> bool:

@@ -33,7 +33,7 @@ from server.errors import (
     UpstreamTimeoutError,
 )
 from server.model_listing import MODELS_LIST_BYTES, model_ids
-from server.redaction import Redactor
+from server.redaction import REPLY_SECRET_MIN_CHARS, Redactor
 from server.responders import CompletionJob, ResponseEvent
 from server.settings import Settings
 from server.upstream_chunks import is_speakable
@@ -70,6 +70,11 @@ class UpstreamResponder:
         self.settings = settings
         self.on_error = on_error
         self.redactor = Redactor(settings.secrets())
+        # A reply is what the user hears: only secrets long enough to be keys are taken out of
+        # it, so a header value "true" or a loopback key "secret" never blanks a spoken word.
+        self.reply_redactor = Redactor(
+            [secret for secret in settings.secrets() if len(secret) >= REPLY_SECRET_MIN_CHARS]
+        )
         self.listed_models: list[str] = []  # the upstream's own list, read by `probe()`
         base = str(settings.upstream_base_url).rstrip("/")
         self.url = base + "/chat/completions"
@@ -235,7 +240,7 @@ class UpstreamResponder:
             try:
                 response = await job.control.wait(self._send(body), deadline)
                 attempt_stack.callback(response.close)  # a no-op once released
-                events = UpstreamEvents(response, job.control)
+                events = UpstreamEvents(response, job.control, self.reply_redactor)
                 first = await self._first_speakable(events, deadline)
                 stack.push_async_exit(attempt_stack)
                 return events, first

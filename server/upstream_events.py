@@ -4,14 +4,39 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import Any
 
 import aiohttp
 
 from server.control import RequestControl
 from server.errors import UpstreamError
+from server.redaction import Redactor
 from server.responders import ResponseEvent
 from server.sse_decoder import DONE, OversizedEventError, SSEDecoder, SSEEvent
 from server.upstream_chunks import chunk_events
+
+
+def _redacted(value: Any, redactor: Redactor) -> Any:
+    if isinstance(value, str):
+        return redactor.redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item, redactor) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item, redactor) for item in value]
+    return value
+
+
+def _redacted_event(event: ResponseEvent, redactor: Redactor) -> ResponseEvent:
+    """Every value of a chunk (text, refusal, tool calls, finish_reason) comes from the upstream:
+    a reply that echoed our key had it relayed as is (review of issue 23). Values are redacted,
+    never the raw JSON (a configured header value may be any word, even a field name); the raw
+    chunk is only scanned, once, to see whether there is anything to do. A key split across
+    two chunks is not caught: each chunk is relayed as read."""
+    return ResponseEvent(
+        delta=_redacted(event.delta, redactor),
+        finish_reason=_redacted(event.finish_reason, redactor),
+        usage=event.usage,
+    )
 
 
 class UpstreamEvents:
@@ -23,9 +48,15 @@ class UpstreamEvents:
     checked explicitly between reads; comments and blank lines never count as progress.
     """
 
-    def __init__(self, response: aiohttp.ClientResponse, control: RequestControl) -> None:
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        control: RequestControl,
+        redactor: Redactor | None = None,
+    ) -> None:
         self.response = response
         self.control = control
+        self.redactor = redactor
         self.decoder = SSEDecoder()
         self.pending: deque[SSEEvent] = deque()
         self.done = False  # `[DONE]` seen
@@ -54,6 +85,8 @@ class UpstreamEvents:
                     self.done = True
                     return None
                 events = chunk_events(payload)
+                if self.redactor is not None and self.redactor.redact(payload) != payload:
+                    events = [_redacted_event(event, self.redactor) for event in events]
                 if events:
                     return events
             if self.eof:

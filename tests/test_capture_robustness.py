@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from server.capture import CallCapture
 from server.capture_store import CaptureStore
+from server.cli import main
 from server.inprocess import live_server
 from server.metrics import Metrics
 from server.redaction import Redactor
@@ -197,3 +199,18 @@ def test_calls_commands_that_the_database_fails_are_one_line(tmp_path: Path) -> 
         failed = cli(*action)
         assert failed.returncode == 2, failed.stderr
         assert failed.stderr == f"perception-llm: error: capture database {url}: OperationalError\n"
+
+
+def test_calls_delete_refuses_a_negative_or_non_finite_age(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Review of issue 23: `--older-than=-7` (a typo) deleted every call, even ones made a moment
+    # ago (older than a week from now); `nan` and `inf` silently deleted nothing.
+    url = f"sqlite:///{tmp_path}/calls.db"
+    with live_server(make_settings(capture=url)) as server:
+        ask(server.url, MESSAGES, "keep-me")
+        written(server, 1)
+    for days in ("-7", "nan", "inf", "-inf"):
+        assert main(["calls", "delete", f"--older-than={days}", "--db", url]) == 2, days
+        assert "--older-than takes" in capsys.readouterr().err
+    assert [c["conversation_id"] for c in CaptureStore(url).conversations()] == ["keep-me"]

@@ -46,6 +46,10 @@ def test_a_connection_back_from_a_request_is_the_newest_again() -> None:
         (("10.0.0.5", 4000), ["10.0.0.0/8"], ("10.0.0.5", 4000)),
         (("192.168.1.1", 1), ["10.0.0.0/8"], "192.168.1.1"),
         (("::1", 9), ["::1"], ("::1", 9)),
+        # Review of issue 23: on a dual-stack socket (`--host ::`) an IPv4 balancer connects as
+        # `::ffff:10.0.0.5`, which no IPv4 network contains: the setting silently did nothing.
+        (("::ffff:10.0.0.5", 4000), ["10.0.0.0/8"], ("::ffff:10.0.0.5", 4000)),
+        (("::ffff:192.168.1.1", 1), ["10.0.0.0/8"], "::ffff:192.168.1.1"),
         (None, ["10.0.0.0/8"], None),
     ],
 )

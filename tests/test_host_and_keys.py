@@ -9,7 +9,9 @@ import sys
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from server.app import create_app
 from server.auth import MIN_PUBLIC_KEY_CHARS
 from server.host_check import host_allowed, host_name
 from tests.conftest import make_settings
@@ -48,6 +50,12 @@ def test_host_name_drops_the_port(header: str, name: str) -> None:
         ("localhost.attacker.example", False),
         ("127.0.0.1.nip.io", False),
         ("", False),
+        # Review of issue 23: text after an IPv6 literal's bracket was ignored.
+        ("[::1]rebind.attacker.example", False),
+        ("[::1]:80.attacker.example", False),
+        ("[::1]x80", False),
+        ("localhost:80.attacker.example", False),
+        ("[::1]:", True),
     ],
 )
 def test_only_loopback_and_configured_names_pass(header: str, allowed: bool) -> None:
@@ -72,6 +80,16 @@ def test_a_rebound_page_cannot_read_captured_calls(tmp_path: object) -> None:
         assert completion.status_code == 400
         assert httpx.get(url + "/v1/calls", timeout=10).status_code == 200  # 127.0.0.1:port
         assert httpx.get(url + "/healthz", headers=rebound, timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(("host", "checked"), [("127.0.0.1", True), ("0.0.0.0", False)])
+def test_insecure_changes_nothing_on_loopback(host: str, checked: bool) -> None:
+    # Review of issue 23: `--insecure` (PERCEPTION_LLM_ALLOW_INSECURE, documented as allowing a
+    # non-loopback host without a key) also switched off the Host check on a loopback server,
+    # so a rebound page could read it again.
+    settings = make_settings(allow_insecure=True, host=host, allowed_hosts=[])
+    with TestClient(create_app(settings), base_url="http://rebind.attacker.example") as client:
+        assert client.get("/v1/models").status_code == (400 if checked else 200)
 
 
 def test_a_keyed_server_answers_any_host() -> None:

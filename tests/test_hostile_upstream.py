@@ -303,3 +303,36 @@ def test_no_field_an_upstream_writes_carries_our_key(
         )
     assert answer.status_code >= 400 or stream_it
     assert no_part_of(SECRET, answer.text + caplog.text), answer.text
+
+
+@pytest.mark.parametrize("stream_it", [False, True], ids=["json", "stream"])
+def test_a_reply_that_echoes_our_key_does_not_carry_it(fake: FakeUpstream, stream_it: bool) -> None:
+    # Review of issue 23: an upstream that writes our key into its reply (text, refusal, a tool
+    # call's id, name or arguments, finish_reason) had it relayed to the client as is.
+    tool = {"index": 0, "id": SECRET, "type": "function", "function": {"name": SECRET}}
+    fake.script = [
+        Reply(
+            steps=[
+                ("data", chunk({"content": f"your key is {SECRET}."})),
+                ("data", chunk({"refusal": SECRET})),
+                ("data", chunk({"tool_calls": [tool]})),
+                ("data", chunk({"tool_calls": [{"index": 0, "function": {"arguments": SECRET}}]})),
+                ("data", chunk({}, finish=SECRET)),
+            ]
+        )
+    ]
+    with serve(fake, upstream_api_key=SECRET) as server:
+        answer = httpx.post(
+            server.url + "/v1/chat/completions", json={**BODY, "stream": stream_it}, timeout=10
+        )
+    assert answer.status_code == 200 and "your key is [redacted]." in answer.text
+    assert SECRET not in answer.text, answer.text
+
+
+def test_a_short_secret_never_blanks_a_word_of_the_reply(fake: FakeUpstream) -> None:
+    # Header values count as secrets and may be ordinary words ("delta", "true"), as may a
+    # loopback key: only secrets long enough to be keys are taken out of what the user hears.
+    fake.script = [text_reply("the delta is a secret")]
+    with serve(fake, upstream_headers={"x-title": "delta", "x-flag": "secret"}) as server:
+        answer = stream(server.url)
+    assert text_of(answer) == "the delta is a secret"

@@ -79,3 +79,13 @@ def test_experiments_section_shows_runs_matrix_and_replies(
         replies.locator("summary").first.click()
         expect(replies.locator("ol.messages")).to_contain_text("PAPAYA-7")  # shown as text
         assert errors == []
+
+
+def test_experiments_api_answers_out_of_range_run_ids(tmp_path: Path) -> None:
+    # Review of issue 23: /v1/experiments/9223372036854775808 was a 500 (the database's integer
+    # overflowed), as /v1/calls/… was before; now 404 like any unknown run, and its replies too.
+    url = f"sqlite:///{tmp_path}/calls.db"
+    with TestClient(create_app(make_settings(capture=url))) as client:
+        for run_id in ("9223372036854775808", "99999999999999999999999", "0", "-1"):
+            assert client.get(f"/v1/experiments/{run_id}").status_code == 404
+            assert client.get(f"/v1/experiments/{run_id}/replies").status_code == 404

@@ -26,6 +26,7 @@ def serve(args: argparse.Namespace) -> int:
     templates_or_error(settings)
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
+    os.environ["PERCEPTION_LLM_HOST"] = host  # the app's Host check depends on it (loopback)
     if args.insecure:  # the workers read settings from the environment (the Host check)
         os.environ["PERCEPTION_LLM_ALLOW_INSECURE"] = "true"
         settings = settings.model_copy(update={"allow_insecure": True})

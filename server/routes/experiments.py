@@ -44,6 +44,12 @@ def _read(url: str, query: Any) -> list[dict[str, Any]]:
         store.dispose()
 
 
+def valid_id(row_id: int) -> bool:
+    """Whether `row_id` can be a row's id: past any database's integer it cannot (that was a
+    500, as for /v1/calls before issue 23)."""
+    return 0 < row_id < 2**63
+
+
 async def rows(request: Request, query: Any) -> list[dict[str, Any]] | None:
     url = store_url(request)
     if url is None:
@@ -64,6 +70,8 @@ async def list_runs(request: Request, limit: int = 50) -> dict[str, Any]:
 
 @router.get("/v1/experiments/{run_id}", summary="One run: its matrix, templates and failures")
 async def one_run(request: Request, run_id: int) -> dict[str, Any]:
+    if not valid_id(run_id):
+        raise NotFoundError(f"No eval run {run_id}.")
     found = await rows(request, select(eval_runs).where(eval_runs.c.id == run_id))
     if not found:
         raise NotFoundError(f"No eval run {run_id}.")
@@ -83,8 +91,11 @@ async def run_replies(
     template: str | None = None,
     model: str | None = None,
 ) -> dict[str, Any]:
-    # An unknown run is a 404, as for the run itself (it answered 200 with no replies).
-    if not await rows(request, select(eval_runs.c.id).where(eval_runs.c.id == run_id)):
+    # An unknown run is a 404, as for the run itself (it answered 200 with no replies); an id
+    # past the database's integer is unknown too (it overflowed into a 500).
+    if not valid_id(run_id) or not await rows(
+        request, select(eval_runs.c.id).where(eval_runs.c.id == run_id)
+    ):
         raise NotFoundError(f"No eval run {run_id}.")
     query = select(eval_replies).where(eval_replies.c.run_id == run_id)
     for column, value in (("test", test), ("template", template), ("model", model)):
