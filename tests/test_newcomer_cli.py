@@ -19,7 +19,8 @@ import openai
 import pytest
 
 from server.capture_store import CaptureStore
-from server.cli import COMMAND_EXAMPLES, COMMANDS
+from server.cli import COMMANDS
+from server.cli_examples import COMMAND_EXAMPLES
 from server.inprocess import live_server, running_server
 from tests.conftest import make_settings
 from tests.test_capture import MESSAGES, written
