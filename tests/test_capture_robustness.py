@@ -39,6 +39,17 @@ def post(base: str, headers: dict[str, str], content: str = "hi", model: str = "
     assert answer.status_code == 200, answer.text
 
 
+def calls_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`perception-llm calls ARGS --db URL` in a process of its own, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", "calls", *args, "--db", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_one_bad_row_does_not_lose_the_batch(store_url: str) -> None:
     # A 100-character x-request-id (column: 64), a 300-character conversation id or model, or
     # a NUL in the user's text lost the whole PostgreSQL batch.
@@ -123,29 +134,20 @@ def test_calls_delete_forgets_a_conversation_and_old_calls(tmp_path: Path) -> No
         ask(server.url, MESSAGES, "keep-me")
         written(server, 3)
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "server.cli", "calls", *args, "--db", url],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    deleted = cli("delete", "forget-me")
+    deleted = calls_cli(url, "delete", "forget-me")
     assert deleted.returncode == 0 and deleted.stdout.strip() == (
         "deleted 2 calls of conversation forget-me"
     )
-    again = cli("delete", "forget-me")
+    again = calls_cli(url, "delete", "forget-me")
     assert again.returncode == 2 and "no captured calls" in again.stderr
     store = CaptureStore(url)
     assert [c["conversation_id"] for c in store.conversations()] == ["keep-me"]
     # A negative age (a cut-off in the future) deleted every call; NaN deleted none, silently.
     for days in ("-1", "nan", "inf"):
-        refused = cli("delete", "--older-than", days)
+        refused = calls_cli(url, "delete", "--older-than", days)
         assert refused.returncode == 2 and "--older-than takes days" in refused.stderr, days
     assert [c["conversation_id"] for c in store.conversations()] == ["keep-me"]
-    old = cli("delete", "--older-than", "0")
+    old = calls_cli(url, "delete", "--older-than", "0")
     assert old.returncode == 0 and old.stdout.strip() == "deleted 1 calls older than 0 days"
     assert store.conversations() == []
 
@@ -175,28 +177,19 @@ def test_calls_commands_that_the_database_fails_are_one_line(tmp_path: Path) -> 
     store.upgrade()
     store.dispose()
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "server.cli", "calls", *args, "--db", url],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
     for limit in ("0", "-1"):
-        refused = cli("list", "--limit", limit)
+        refused = calls_cli(url, "list", "--limit", limit)
         assert refused.returncode == 2
         assert refused.stderr == f"perception-llm: error: --limit must be at least 1, got {limit}\n"
     with sqlite3.connect(path) as connection:
         connection.execute("DROP TABLE captured_calls")
     for action in (["list"], ["list", "some-conversation"], ["show", "1"]):
-        failed = cli(*action)
+        failed = calls_cli(url, *action)
         assert failed.returncode == 2, failed.stderr
         assert failed.stderr.startswith("perception-llm: error: cannot read capture database")
         assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
     for action in (["delete", "c"], ["delete", "--older-than", "1"], ["stats"]):
-        failed = cli(*action)
+        failed = calls_cli(url, *action)
         assert failed.returncode == 2, failed.stderr
         assert failed.stderr == f"perception-llm: error: capture database {url}: OperationalError\n"
 

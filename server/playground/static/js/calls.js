@@ -3,17 +3,11 @@
 // exact messages the model got. Live: /v1/calls/live says when new calls were written.
 // Text is set with textContent only: everything here is untrusted.
 import { call, events } from "./api.js";
+import { cell } from "./dom.js";
 import { layoutNote } from "./perception.js";
 
 let selected = null;
 let watching = false;
-
-function cell(tag, text, className) {
-  const node = document.createElement(tag);
-  node.textContent = text ?? "";
-  if (className) node.className = className;
-  return node;
-}
 
 function row(cells, id) {
   const tr = document.createElement("tr");

@@ -3,13 +3,7 @@
 // and the exact messages the model got. Text is set with textContent only: replies and prompts
 // carry user-controlled text.
 import { call } from "./api.js";
-
-function cell(tag, text, className) {
-  const node = document.createElement(tag);
-  node.textContent = text ?? "";
-  if (className) node.className = className;
-  return node;
-}
+import { cell } from "./dom.js";
 
 function row(cells, data) {
   const tr = document.createElement("tr");
