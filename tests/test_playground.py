@@ -317,6 +317,8 @@ def test_composed_and_scenario_requests_go_to_the_configured_model(browser: Brow
         with running_server(settings) as base:
             page, errors = open_page(browser, base)
             choose_example(page, "raven-cooking")  # a scenario: encoded by the server
+            # The page opens on a rendered sample: wait for the scenario's own request.
+            expect(page.locator("#request-json")).to_contain_text("My batter is way too runny.")
             expect(page.get_by_test_id("tokens-a")).to_contain_text("prompt tokens")
             assert (
                 json.loads(page.locator("#request-json").text_content() or "")["model"]
@@ -328,6 +330,7 @@ def test_composed_and_scenario_requests_go_to_the_configured_model(browser: Brow
             page.get_by_role("tab", name="Paste").click()  # a bare messages list
             page.get_by_test_id("paste").fill('[{"role": "user", "content": "Hi"}]')
             page.get_by_test_id("use-paste").click()
+            expect(page.locator("#request-json")).not_to_contain_text("My batter is way too runny.")
             expect(page.get_by_test_id("send-a")).to_be_enabled()
             assert (
                 json.loads(page.locator("#request-json").text_content() or "")["model"]
