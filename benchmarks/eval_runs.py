@@ -93,7 +93,7 @@ def slow_model(runs: int, first_token: float, jobs: int) -> None:
 
 def split_shares() -> None:
     sys.path.insert(0, str(ROOT))
-    from server.prompt_split import parse_split, split_template
+    from server.completion.prompt_split import parse_split, split_template
 
     print("3. A/B split shares over 1,000 conversation ids (conv-0 … conv-999, and uuid4s)")
     import uuid

@@ -36,7 +36,7 @@ READY = r"Uvicorn running on http://127\.0\.0\.1:(\d+)"
 # `serve --workers 2` as it was: the same uvicorn.run call, with two workers.
 OLD_WORKERS = (
     "import uvicorn; uvicorn.run('server.app:create_app', factory=True, host='127.0.0.1', "
-    "port={port}, workers=2, http='server.protocol:GuardedHttpProtocol', loop='asyncio')"
+    "port={port}, workers=2, http='server.http.protocol:GuardedHttpProtocol', loop='asyncio')"
 )
 
 

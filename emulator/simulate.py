@@ -21,7 +21,7 @@ from emulator.conformance import CHECKS, conformance, emotion_problems
 from emulator.endpoint_metrics import upstream_calls_saved
 from emulator.stream import StreamResult, listed_model, run_stream
 from scenarios import Scenario
-from server.tool_mark import TOOL_HEADER
+from server.capture.tool_mark import TOOL_HEADER
 
 CONFIG_CHECK_ID = "tavus-openai-compat-test"
 
@@ -36,7 +36,7 @@ class SimulateOptions:
     query: dict[str, str] = field(default_factory=dict)
     extra_body: dict[str, Any] = field(default_factory=dict)
     quiet: bool = False  # no live text (for --json)
-    tool: str = "simulate"  # the mark a captured call keeps (server/tool_mark.py)
+    tool: str = "simulate"  # the mark a captured call keeps (server/capture/tool_mark.py)
 
 
 @dataclass

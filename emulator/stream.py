@@ -5,7 +5,7 @@ The request goes through the official `openai` SDK (`AsyncOpenAI`, as Tavus uses
 over by the SDK's parser: content type, one `data:` line per event, no `id:`/`event:`/`retry:`
 fields, JSON chunks, `role` in the first delta, exactly one `finish_reason`, one `id`, tool-call
 delta shape, and `[DONE]` last. perception-llm's fallback marker (a comment line or header, see
-`server/fallback_marker.py`) is read, so a spoken fallback is never mistaken for a reply.
+`server/completion/fallback_marker.py`) is read, so a spoken fallback is never mistaken for a reply.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import openai
 
-from server.fallback_marker import FALLBACK_COMMENT_PREFIX, FALLBACK_HEADER
+from server.completion.fallback_marker import FALLBACK_COMMENT_PREFIX, FALLBACK_HEADER
 
 
 class EndpointError(Exception):

@@ -19,8 +19,8 @@ from sqlalchemy import func, select
 from evals.captured import real_calls
 from evals.stats import cluster_bootstrap, percentile
 from prompts import estimate_tokens
-from server.capture_schema import calls
-from server.capture_store import CaptureStore
+from server.capture.schema import calls
+from server.capture.store import CaptureStore
 
 INTERRUPTED = ("cancelled", "superseded", "shutdown")
 BROKEN = ("fallback", "failed")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from evals.suite import AssertionSpec, Case
 from prompts import estimate_tokens
-from server.emotion_values import DEFAULT_EMOTION_VALUES
+from server.completion.emotion_values import DEFAULT_EMOTION_VALUES
 
 STOPWORDS = frozenset(
     [

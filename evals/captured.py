@@ -18,8 +18,8 @@ from emulator.from_capture import scenario_from_call
 from emulator.simulate import CONFIG_CHECK_ID
 from evals.suite import SuiteError
 from scenarios import Scenario
-from server.capture_schema import calls
-from server.capture_store import CaptureStore
+from server.capture.schema import calls
+from server.capture.store import CaptureStore
 
 ANSWERED = ("completed", "fallback")
 

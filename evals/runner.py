@@ -25,7 +25,7 @@ from evals.judge import judge_messages, verdict_from
 from evals.store import ExperimentStore
 from evals.suite import AssertionSpec, Case, JudgeSpec, SuiteError
 from prompts import estimate_tokens
-from server.tool_mark import TOOL_HEADER
+from server.capture.tool_mark import TOOL_HEADER
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Experiment runs and the reply cache, kept in the capture database (`PERCEPTION_LLM_CAPTURE`)
 when one is set — so the playground shows runs next to the calls they came from — else in a
-local SQLite file. The tables are the capture store's (schema v3, server/capture_schema.py)."""
+local SQLite file. The tables are the capture store's (schema v3, server/capture/schema.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select
 
-from server.capture_schema import eval_cache, eval_replies, eval_runs
-from server.capture_settings import DEFAULT_EXPERIMENTS_URL
-from server.capture_store import CaptureStore
+from server.capture.schema import eval_cache, eval_replies, eval_runs
+from server.capture.settings import DEFAULT_EXPERIMENTS_URL
+from server.capture.store import CaptureStore
 
 if TYPE_CHECKING:  # the runner uses the store; the store only reads what the runner made
     from evals.report import Summary

@@ -17,24 +17,24 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from prompts.templates import TemplateLibrary
-from server.capture import CallCapture
-from server.capture_store import CaptureStore
-from server.connection_shares import ConnectionShares
-from server.control import ConversationRegistry
-from server.echo import EchoResponder
+from server.capture.store import CaptureStore
+from server.capture.writer import CallCapture
+from server.completion.control import ConversationRegistry
 from server.errors import install_error_handlers
-from server.fast_path import PerceptionApp, chat_fast_path
-from server.host_check import LoopbackHostMiddleware
-from server.limits import BodyLimitMiddleware, ConcurrencyGate, LoopLagMonitor
+from server.http.connection_shares import ConnectionShares
+from server.http.fast_path import PerceptionApp, chat_fast_path
+from server.http.host_check import LoopbackHostMiddleware
+from server.http.limits import BodyLimitMiddleware, ConcurrencyGate, LoopLagMonitor
+from server.http.observability import RequestContextMiddleware
+from server.http.shutdown import install_drain_on_signals
 from server.metrics import Metrics
-from server.model_routing import ModelRouter
-from server.observability import RequestContextMiddleware
 from server.redaction import RedactingFilter, Redactor
+from server.responders.echo import EchoResponder
+from server.responders.routing import ModelRouter
 from server.routes import calls, chat, experiments, meta, perception, playground, prompts
 from server.services import Services
 from server.settings import Settings, is_loopback, load_settings
-from server.shutdown import install_drain_on_signals
-from server.upstream import UpstreamResponder
+from server.upstream.client import UpstreamResponder
 
 
 def capture_for(settings: Settings, metrics: Metrics, replica: str) -> CallCapture | None:

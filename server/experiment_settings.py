@@ -7,8 +7,8 @@ from functools import cached_property
 
 from pydantic import Field, field_validator
 
-from server.capture_settings import CaptureSettings
-from server.prompt_split import Split, parse_split
+from server.capture.settings import CaptureSettings
+from server.completion.prompt_split import Split, parse_split
 
 
 class ExperimentSettings(CaptureSettings):

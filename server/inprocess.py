@@ -18,7 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from server.app import create_app
-from server.protocol import GuardedHttpProtocol
+from server.http.protocol import GuardedHttpProtocol
 from server.settings import Settings
 
 

@@ -12,7 +12,7 @@ import logging
 import re
 
 REDACTED = "[redacted]"
-# Secrets this long or longer are also taken out of a model's reply (server/upstream_events.py);
+# Secrets this long or longer are also taken out of a model's reply (server/upstream/events.py);
 # shorter ones (a header value like "true", a loopback key) could be ordinary words there.
 REPLY_SECRET_MIN_CHARS = 16
 

@@ -13,14 +13,14 @@ from typing import Any, cast
 import anyio
 
 from prompts.templates import TemplateLibrary
-from server.capture import CallCapture
-from server.connection_shares import CapReport, ConnectionShares
-from server.control import ConversationRegistry
-from server.limits import ConcurrencyGate, LoopLagMonitor
+from server.capture.writer import CallCapture
+from server.completion.control import ConversationRegistry
+from server.completion.sharing import SharedGenerations
+from server.http.connection_shares import CapReport, ConnectionShares
+from server.http.limits import ConcurrencyGate, LoopLagMonitor
 from server.metrics import Metrics
-from server.model_routing import ModelRouter
+from server.responders.routing import ModelRouter
 from server.settings import Settings
-from server.sharing import SharedGenerations
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Services:
     started_at: int
     replica: str  # this process's name in logs, metrics and captured calls
     shared: SharedGenerations = field(default_factory=SharedGenerations)
-    # Connections without a complete request, by client (read by server/protocol.py).
+    # Connections without a complete request, by client (read by server/http/protocol.py).
     connection_shares: ConnectionShares[Any] = field(default_factory=ConnectionShares)
     connection_report: CapReport = field(default_factory=CapReport)
     capture: CallCapture | None = None  # recording calls (PERCEPTION_LLM_CAPTURE), when on

@@ -15,11 +15,11 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from server.connection_settings import ConnectionSettings
-from server.emotion_values import DEFAULT_EMOTION_MAP, DEFAULT_EMOTION_VALUES
+from server.completion.emotion_values import DEFAULT_EMOTION_MAP, DEFAULT_EMOTION_VALUES
+from server.completion.reply_size import DEFAULT_MAX_REPLY_CHARS
 from server.experiment_settings import ExperimentSettings
+from server.http.connection_settings import ConnectionSettings
 from server.replica_settings import ReplicaSettings
-from server.reply_size import DEFAULT_MAX_REPLY_CHARS
 
 ENV_PREFIX = "PERCEPTION_LLM_"
 

@@ -13,8 +13,8 @@ import pytest
 
 from scenarios.model import EMOTION_RULE
 from server.cli import main
+from server.completion.prompt_split import parse_split, split_template
 from server.inprocess import live_server
-from server.prompt_split import parse_split, split_template
 from tests.conftest import make_settings
 from tests.test_capture import written
 from tests.test_evals_cli import RAVEN_TURN, ask

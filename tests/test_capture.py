@@ -22,8 +22,8 @@ import openai
 import pytest
 from sqlalchemy import create_engine, text
 
-from server.capture_schema import SCHEMA_VERSION
-from server.capture_store import CaptureStore, engine_url
+from server.capture.schema import SCHEMA_VERSION
+from server.capture.store import CaptureStore, engine_url
 from server.inprocess import LiveServer, live_server
 from server.services import services
 from tests.conftest import FIXTURES, make_settings
@@ -274,7 +274,7 @@ def test_a_version_1_store_gains_the_replica_column_and_keeps_its_calls(store_ur
     the newest version, v3 since issue 25's experiment tables)."""
     from sqlalchemy import MetaData, Table, insert
 
-    from server.capture_schema import calls, schema
+    from server.capture.schema import calls, schema
 
     old = MetaData()
     added_later = {"replica", "tool", "emotion_repaired", "stored_bytes"}
@@ -338,7 +338,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     CaptureStore(url).upgrade()
     with sqlite3.connect(tmp_path / "v.db") as connection:
         connection.execute("INSERT INTO capture_schema (version) VALUES (99)")
-    from server.capture_store import CaptureStoreError
+    from server.capture.store import CaptureStoreError
 
     with pytest.raises(CaptureStoreError, match="schema version 99"):
         CaptureStore(url).upgrade()

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.capture import CallCapture
-from server.capture_store import CaptureStore
+from server.capture.store import CaptureStore
+from server.capture.writer import CallCapture
 from server.cli import main
 from server.inprocess import live_server
 from server.metrics import Metrics
@@ -106,7 +106,7 @@ def test_calls_still_queued_at_shutdown_are_counted_and_logged(
     import logging
 
     assert hasattr(caplog, "set_level")
-    caplog.set_level(logging.WARNING, logger="server.capture")  # type: ignore[attr-defined]
+    caplog.set_level(logging.WARNING, logger="server.capture.writer")  # type: ignore[attr-defined]
     store = CaptureStore(f"sqlite:///{tmp_path}/calls.db")
     capture = CallCapture(
         store,

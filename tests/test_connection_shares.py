@@ -1,4 +1,4 @@
-"""Which idle connection the cap evicts (server/connection_shares.py), as exact tables."""
+"""Which idle connection the cap evicts (server/http/connection_shares.py), as exact tables."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from server.connection_shares import ConnectionShares
+from server.http.connection_shares import ConnectionShares
 
 
 def test_the_largest_clients_oldest_connection_is_the_victim() -> None:

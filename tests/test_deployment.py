@@ -35,8 +35,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from server.capture_schema import calls
-from server.capture_store import engine_url
+from server.capture.schema import calls
+from server.capture.store import engine_url
 from tests.conftest import load_sample
 from tests.fake_upstream import FakeUpstream, Received, text_reply
 from tests.nginx_proxy import running_nginx

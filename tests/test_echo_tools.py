@@ -14,8 +14,8 @@ import openai
 import pytest
 from pydantic import BaseModel, Field
 
-from server.echo_tools import example_value, named_tool
 from server.inprocess import running_server
+from server.responders.echo_tools import example_value, named_tool
 from tests.conftest import make_settings
 
 

@@ -20,9 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perception import EmotionRule, parse_messages
-from server.emotion_tags import EmotionPolicy, canonical_tag, with_emotion_tag
-from server.emotion_values import DEFAULT_EMOTION_MAP, DEFAULT_EMOTION_VALUES
-from server.responders import ResponseEvent
+from server.completion.emotion_tags import EmotionPolicy, canonical_tag, with_emotion_tag
+from server.completion.emotion_values import DEFAULT_EMOTION_MAP, DEFAULT_EMOTION_VALUES
+from server.responders.base import ResponseEvent
 from tests.conftest import FIXTURES, make_settings
 from tests.fake_upstream import FakeUpstream, Reply, chunk, text_reply
 from tests.live import running_server

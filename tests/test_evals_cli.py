@@ -326,8 +326,8 @@ def test_a_v1_capture_database_is_upgraded_with_the_new_columns_and_experiment_t
     """A store written by the previous release (schema v1: no `tool`, no eval tables)."""
     from sqlalchemy import create_engine, inspect, text
 
-    from server.capture_schema import SCHEMA_VERSION, calls
-    from server.capture_store import CaptureStore, engine_url
+    from server.capture.schema import SCHEMA_VERSION, calls
+    from server.capture.store import CaptureStore, engine_url
     from tests.test_capture import postgres_url
 
     url = f"sqlite:///{tmp_path}/old.db" if backend == "sqlite" else postgres_url()

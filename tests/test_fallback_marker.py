@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from server.fallback_marker import FALLBACK_HEADER
+from server.completion.fallback_marker import FALLBACK_HEADER
 from server.inprocess import running_server
 from tests.conftest import make_settings
 from tests.fake_upstream import FakeUpstream, Reply, text_reply

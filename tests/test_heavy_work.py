@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from server.app import create_app
+from server.completion.heavy_work import MAX_WAITING, OFF_LOOP_BODY_BYTES, run_request_work
 from server.errors import RateLimitError
-from server.heavy_work import MAX_WAITING, OFF_LOOP_BODY_BYTES, run_request_work
 from server.services import services
 from tests.conftest import make_settings
 

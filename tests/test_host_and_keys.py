@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.app import create_app
-from server.auth import MIN_PUBLIC_KEY_CHARS
-from server.host_check import host_allowed, host_name
+from server.http.auth import MIN_PUBLIC_KEY_CHARS
+from server.http.host_check import host_allowed, host_name
 from tests.conftest import make_settings
 from tests.live import running_server
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from server.heavy_work import OFF_LOOP_BODY_BYTES
+from server.completion.heavy_work import OFF_LOOP_BODY_BYTES
 from tests.conftest import make_settings
 from tests.fake_upstream import FakeUpstream, Reply, chunk
 from tests.live import running_server
@@ -184,7 +184,7 @@ def test_slot_is_taken_before_the_body_is_parsed_and_large_bodies_still_work() -
 
 
 def test_a_lagging_loop_refuses_new_completions_but_never_the_first() -> None:
-    from server.limits import ConcurrencyGate, LoopLagMonitor
+    from server.http.limits import ConcurrencyGate, LoopLagMonitor
 
     monitor = LoopLagMonitor(limit=0.1)
     gate = ConcurrencyGate(limit=10, lag=monitor)
@@ -202,7 +202,7 @@ def test_the_loop_lag_monitor_measures_a_blocked_loop() -> None:
     import asyncio
     import time
 
-    from server.limits import LoopLagMonitor
+    from server.http.limits import LoopLagMonitor
 
     async def blocked() -> float:
         monitor = LoopLagMonitor(limit=0.1, interval=0.01)
@@ -267,8 +267,8 @@ def test_a_body_of_tiny_objects_is_refused_before_it_is_decoded(
     ],
 )
 def test_objects_are_counted_outside_strings(text: str, objects: int) -> None:
-    from server.body import check_json_object_count
     from server.errors import InvalidRequestError
+    from server.http.body import check_json_object_count
 
     with pytest.raises(InvalidRequestError):
         check_json_object_count(text.encode(), limit=objects - 1)

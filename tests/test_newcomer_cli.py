@@ -18,7 +18,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from server.capture_store import CaptureStore
+from server.capture.store import CaptureStore
 from server.cli import COMMANDS
 from server.cli_examples import COMMAND_EXAMPLES
 from server.inprocess import live_server, running_server

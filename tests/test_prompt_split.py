@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from server.app import create_app
-from server.prompt_split import SplitError, parse_split, split_point, split_template
+from server.completion.prompt_split import SplitError, parse_split, split_point, split_template
 from tests.conftest import ROOT, load_sample, make_settings
 
 RAVEN = load_sample("raven0-documented")
@@ -55,7 +55,7 @@ def test_the_arm_is_the_same_in_every_process() -> None:
     """Python's hash() is salted per process; the split must not be."""
     ids = [f"conv-{i}" for i in range(50)]
     code = (
-        "from server.prompt_split import parse_split, split_template; "
+        "from server.completion.prompt_split import parse_split, split_template; "
         f"print([split_template(parse_split('default=1,minimal=1'), c) for c in {ids!r}])"
     )
     outputs = set()

@@ -1,4 +1,4 @@
-"""server/protocol.py subclasses uvicorn's private `HttpToolsProtocol`: this file fails loudly
+"""server/http/protocol.py subclasses uvicorn's private `HttpToolsProtocol`: this file fails loudly
 when what it relies on changes (an upgrade outside the pinned range must be re-checked), and
 holds the regression test for the warning uvicorn used to log for every `/healthz`."""
 
@@ -21,7 +21,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from server.app import create_app
-from server.protocol import UVICORN_ATTRIBUTES, UVICORN_CALLBACKS, GuardedHttpProtocol
+from server.http.protocol import UVICORN_ATTRIBUTES, UVICORN_CALLBACKS, GuardedHttpProtocol
 from tests.conftest import make_settings
 from tests.live import live_server
 
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def pinned_uvicorn_range() -> tuple[tuple[int, ...], tuple[int, ...]]:
     text = (ROOT / "pyproject.toml").read_text()
     found = re.search(r'"uvicorn\[standard\]>=([\d.]+),<([\d.]+)"', text)
-    assert found, "pyproject.toml must pin uvicorn to a >=X,<Y range (server/protocol.py)"
+    assert found, "pyproject.toml must pin uvicorn to a >=X,<Y range (server/http/protocol.py)"
     return tuple(map(int, found[1].split("."))), tuple(map(int, found[2].split(".")))
 
 
@@ -56,7 +56,9 @@ def test_the_private_attributes_and_callbacks_we_use_still_exist() -> None:
         for name in UVICORN_ATTRIBUTES
         if not hasattr(protocol, name) and not re.search(rf"self\.{name} \+?= ", source)
     ]
-    assert not missing, f"uvicorn's HttpToolsProtocol lost {missing}: re-check server/protocol.py"
+    assert not missing, (
+        f"uvicorn's HttpToolsProtocol lost {missing}: re-check server/http/protocol.py"
+    )
     for name in UVICORN_CALLBACKS:
         ours = inspect.signature(getattr(GuardedHttpProtocol, name))
         theirs = inspect.signature(getattr(HttpToolsProtocol, name))

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from server.control import RequestControl
-from server.responders import ResponseEvent
-from server.sharing import BufferLimit, SharedGeneration, SharedGenerations
+from server.completion.control import RequestControl
+from server.completion.sharing import BufferLimit, SharedGeneration, SharedGenerations
+from server.responders.base import ResponseEvent
 
 JOIN = BufferLimit(events=8, chars=400)
 MAX = BufferLimit(events=16, chars=800)

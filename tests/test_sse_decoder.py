@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from server.sse_decoder import MAX_EVENT_BYTES, OversizedEventError, SSEDecoder, SSEEvent
+from server.wire.sse_decoder import MAX_EVENT_BYTES, OversizedEventError, SSEDecoder, SSEEvent
 
 CASES = [
     (b"data: hi\n\n", [SSEEvent("hi")]),

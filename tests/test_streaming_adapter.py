@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from server.chunks import ChunkEncoder
+from server.completion.record import CompletionRecord
+from server.completion.streaming import collect_completion, stream_chunks
 from server.errors import UpstreamError
-from server.request_log import CompletionRecord
-from server.responders import ResponseEvent
-from server.streaming import collect_completion, stream_chunks
+from server.responders.base import ResponseEvent
+from server.wire.chunks import ChunkEncoder
 
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 

@@ -10,7 +10,7 @@ import json
 import openai
 import pytest
 
-from server.lifecycle import CONFIG_CHECK_ID, CONFIG_CHECK_REPLY
+from server.completion.lifecycle import CONFIG_CHECK_ID, CONFIG_CHECK_REPLY
 from tests.conftest import FIXTURES, make_settings
 from tests.fake_upstream import FakeUpstream, text_reply
 from tests.live import running_server

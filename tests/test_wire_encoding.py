@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from server.chunks import ChunkEncoder, new_completion_id
-from server.sse import DONE_FRAME, compact_json, data_event
+from server.wire.chunks import ChunkEncoder, new_completion_id
+from server.wire.sse import DONE_FRAME, compact_json, data_event
 
 
 @pytest.mark.parametrize(

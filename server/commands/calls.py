@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from server.capture_settings import DEFAULT_CAPTURE_URL
-from server.capture_store import CaptureStore, CaptureStoreError
+from server.capture.settings import DEFAULT_CAPTURE_URL
+from server.capture.store import CaptureStore, CaptureStoreError
 from server.commands.common import UsageError, settings_or_error
 
 

@@ -27,8 +27,8 @@ from evals.store import DEFAULT_URL, ExperimentStore
 from evals.suite import AssertionSpec, Case, Suite, SuiteError, make_case, read_suite, resolve_cases
 from evals.views import format_html, format_terminal
 from prompts.templates import TemplateError, TemplateLibrary
-from server.capture_settings import DEFAULT_CAPTURE_URL
-from server.capture_store import CaptureStore, CaptureStoreError
+from server.capture.settings import DEFAULT_CAPTURE_URL
+from server.capture.store import CaptureStore, CaptureStoreError
 from server.commands.common import UsageError, endpoint_url_or_error, settings_or_error
 from server.inprocess import running_server
 from server.settings import Settings

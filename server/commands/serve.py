@@ -11,12 +11,12 @@ import socket
 import sys
 import time
 
-from server.auth import short_key_problem
-from server.capture_settings import DEFAULT_CAPTURE_URL
+from server.capture.settings import DEFAULT_CAPTURE_URL
 from server.commands.common import UsageError, settings_or_error, templates_or_error
-from server.observability import log_config
+from server.http.auth import short_key_problem
+from server.http.observability import log_config
+from server.http.shutdown import exit_cleanly_on_signals
 from server.settings import ENV_PREFIX, Settings, is_loopback
-from server.shutdown import exit_cleanly_on_signals
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -63,7 +63,7 @@ def serve(args: argparse.Namespace) -> int:
             log_level=settings.log_level.lower(),
             log_config=log_config(settings.log_level, settings.log_format, replica),
             access_log=settings.access_log,
-            http="server.protocol:GuardedHttpProtocol",
+            http="server.http.protocol:GuardedHttpProtocol",
             # The stdlib loop, not uvloop: under 300 concurrent streams uvloop left new
             # connections unaccepted for up to 1.7 s (/healthz, new calls), asyncio 0.03-0.19 s
             # (benchmarks/healthz_under_stream_load.py).
@@ -95,7 +95,7 @@ def check_workers(workers: int) -> None:
 def check_capture_url(url: str) -> None:
     """A capture URL that cannot work (unknown scheme, no driver) stops start-up in one line; a
     database that is merely down is reported by the writer, and serving goes on."""
-    from server.capture_store import CaptureStore, CaptureStoreError
+    from server.capture.store import CaptureStore, CaptureStoreError
 
     try:
         CaptureStore(url).dispose()
@@ -169,7 +169,7 @@ def startup_summary(settings: Settings, host: str, port: int, replica: str) -> s
     playground = f", playground {base}/playground" if settings.playground else ""
     capture = ""
     if settings.capture:
-        from server.capture_store import safe_url
+        from server.capture.store import safe_url
 
         capture = (
             f"; recording calls to {safe_url(settings.capture)} "

@@ -1,6 +1,6 @@
 """`/v1/calls…`: the captured calls, for the playground's Calls view (and anyone's tooling).
 
-The store is synchronous (server/capture_store.py), so every read runs in a worker thread; the
+The store is synchronous (server/capture/store.py), so every read runs in a worker thread; the
 live feed is an SSE stream of "a batch was written, newest id N" that the page answers by
 reloading what it shows.
 """
@@ -15,13 +15,13 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from server.auth import AuthDep
-from server.capture import CallCapture
-from server.capture_store import CaptureStore, CaptureStoreError
+from server.capture.store import CaptureStore, CaptureStoreError
+from server.capture.writer import CallCapture
 from server.errors import NotFoundError, ServiceUnavailableError
+from server.http.auth import AuthDep
 from server.services import services
-from server.sse import compact_json, data_event
-from server.sse_response import SSEResponse
+from server.wire.sse import compact_json, data_event
+from server.wire.sse_response import SSEResponse
 
 T = TypeVar("T")
 router = APIRouter(dependencies=[AuthDep])

@@ -11,24 +11,27 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
-from server.auth import require_api_key
-from server.body import require_json_content_type
-from server.disconnect import until_disconnected
+from server.completion.fallback_marker import fallback_headers
+from server.completion.lifecycle import Completion
+from server.completion.streaming import collect_completion, prefetched, stream_chunks, with_fallback
 from server.errors import APIError
-from server.fallback_marker import fallback_headers
-from server.lifecycle import Completion
-from server.responders import ResponseEvent
-from server.schemas import REQUEST_BODY_SCHEMA
+from server.http.auth import require_api_key
+from server.http.body import require_json_content_type
+from server.http.disconnect import until_disconnected
+from server.responders.base import ResponseEvent
 from server.services import services
 from server.settings import Settings
-from server.sse_response import SSEResponse
-from server.streaming import collect_completion, prefetched, stream_chunks, with_fallback
+from server.wire.schemas import REQUEST_BODY_SCHEMA
+from server.wire.sse_response import SSEResponse
 
 # Auth is called directly, not as a dependency: FastAPI's dependency solving cost ~0.1 ms of
 # time to first token on this route (benchmarks/relay_latency.py); the other routes keep it.
 logger = logging.getLogger(__name__)
 router = APIRouter()
-CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")  # also served by server/fast_path.py
+CHAT_PATHS = (
+    "/v1/chat/completions",
+    "/chat/completions",
+)  # also served by server/http/fast_path.py
 
 
 def completion_stream(

@@ -16,11 +16,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from sqlalchemy import select
 
-from server.auth import AuthDep
-from server.capture_schema import eval_replies, eval_runs
-from server.capture_settings import DEFAULT_EXPERIMENTS_URL
-from server.capture_store import CaptureStore, CaptureStoreError
+from server.capture.schema import eval_replies, eval_runs
+from server.capture.settings import DEFAULT_EXPERIMENTS_URL
+from server.capture.store import CaptureStore, CaptureStoreError
 from server.errors import NotFoundError, ServiceUnavailableError
+from server.http.auth import AuthDep
 from server.services import services
 
 router = APIRouter(dependencies=[AuthDep])

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from server.auth import AuthDep
-from server.responders import Responder
+from server.http.auth import AuthDep
+from server.responders.base import Responder
 from server.services import services
 
 router = APIRouter()

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from perception import parse_messages
-from server.auth import AuthDep, SettingsDep
-from server.body import decode_json_object, require_json_content_type
+from server.completion.heavy_work import json_bytes, run_request_work
 from server.errors import InvalidRequestError
-from server.heavy_work import json_bytes, run_request_work
-from server.limits import check_message_limits
+from server.http.auth import AuthDep, SettingsDep
+from server.http.body import decode_json_object, require_json_content_type
+from server.http.limits import check_message_limits
 from server.services import services
 
 router = APIRouter(dependencies=[AuthDep])

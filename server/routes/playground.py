@@ -13,9 +13,9 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from scenarios import Scenario, ScenarioError, load_scenario, scenario_request, shipped_scenarios
-from server.auth import AuthDep
-from server.body import decode_json_object, require_json_content_type, validate_body
-from server.heavy_work import json_bytes, run_request_work
+from server.completion.heavy_work import json_bytes, run_request_work
+from server.http.auth import AuthDep
+from server.http.body import decode_json_object, require_json_content_type, validate_body
 from server.samples import sample_requests
 from server.services import services
 

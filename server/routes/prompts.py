@@ -9,15 +9,15 @@ from starlette.responses import Response
 
 from perception import Conversation, parse_messages
 from prompts.templates import TemplateLibrary
-from server.auth import AuthDep, SettingsDep
-from server.body import decode_json_object, require_json_content_type, validate_body
-from server.emotion_tags import EmotionPolicy, canonical_tag
-from server.heavy_work import json_bytes, run_request_work
-from server.limits import check_message_limits
-from server.prompting import render_for_request
-from server.schemas import REQUEST_BODY_SCHEMA, ChatCompletionRequest
+from server.completion.emotion_tags import EmotionPolicy, canonical_tag
+from server.completion.heavy_work import json_bytes, run_request_work
+from server.completion.prompting import render_for_request
+from server.http.auth import AuthDep, SettingsDep
+from server.http.body import decode_json_object, require_json_content_type, validate_body
+from server.http.limits import check_message_limits
 from server.services import services
 from server.settings import Settings
+from server.wire.schemas import REQUEST_BODY_SCHEMA, ChatCompletionRequest
 
 router = APIRouter(dependencies=[AuthDep])
 
