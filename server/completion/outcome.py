@@ -1,4 +1,4 @@
-"""How a completion ended: one type, owned by the completion record (`request_log.py`)."""
+"""How a completion ended: one type, owned by the completion record (`record.py`)."""
 
 from __future__ import annotations
 

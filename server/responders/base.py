@@ -1,8 +1,8 @@
 """What a response model is to the server: something that streams `ResponseEvent`s for a job.
 
-The streaming adapter (`streaming.py`) turns events into OpenAI chunks; responders never build
-wire JSON themselves. An event carries a choice `delta` as the OpenAI dict (so an upstream's
-tool-call fragments pass through exactly), a `finish_reason`, or `usage`.
+The streaming adapter (`server/completion/streaming.py`) turns events into OpenAI chunks;
+responders never build wire JSON themselves. An event carries a choice `delta` as the OpenAI
+dict (so an upstream's tool-call fragments pass through exactly), a `finish_reason`, or `usage`.
 """
 
 from __future__ import annotations

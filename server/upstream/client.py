@@ -6,7 +6,8 @@ Why not the `openai` SDK's `AsyncOpenAI` here: through `with_streaming_response.
 time to first token was 1.56 ms at p50 (its type-driven transform of `messages` alone ~1 ms
 under the profiler); httpx driven directly still spent ~0.37-0.43 ms per streaming round trip
 to a loopback upstream, aiohttp 0.18 ms (benchmarks/relay_latency.py).
-Bytes go through one SSE decoder (`sse_decoder.py`) and one chunk reader (`upstream_chunks.py`).
+Bytes go through one SSE decoder (`server/wire/sse_decoder.py`) and one chunk reader
+(`chunks.py`).
 Every wait runs under `RequestControl.wait`, so deadlines, a newer request for the same
 conversation, or the client leaving (which cancels the task) stop the upstream request at once
 and close its connection. What an upstream says is redacted of our secrets before it is relayed
