@@ -93,7 +93,9 @@ SERVER_ALLOWED: dict[str, set[str]] = {
         "upstream",
     },
     "inprocess": {"app", "http", "settings"},
-    "commands": {"capture", "http", "inprocess", "settings"},
+    # completion, errors: `render` and `parse` call the one preparation and map its 400s to
+    # usage errors (issue 24: the CLI had its own copy, with another precedence).
+    "commands": {"capture", "completion", "errors", "http", "inprocess", "settings"},
     "cli_examples": set(),
     "cli": {"cli_examples", "commands"},
 }
@@ -182,3 +184,21 @@ def test_the_running_app_does_not_import_the_emulator_or_the_openai_sdk() -> Non
         check=True,
     )
     assert result.stdout.strip() == "[]"
+
+
+# Issue 24: the HTTP `Request` travelled into the worker thread so prompting could read a
+# header. The preparation takes plain values; the edge (routes, the completion owner) resolves
+# headers and query into a `TemplateChoice`.
+FRAMEWORK_FREE = ("server/completion/preparation.py", "server/completion/prompting.py")
+
+
+@pytest.mark.parametrize("relative", FRAMEWORK_FREE)
+def test_the_preparation_imports_no_web_framework(relative: str) -> None:
+    tree = ast.parse((ROOT / relative).read_text())
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            roots.add(node.module.split(".")[0])
+    assert not roots & {"fastapi", "starlette"}, relative

@@ -6,17 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from perception import Conversation, parse_messages
-from prompts.render import render_prompt
-from prompts.templates import TemplateError
+from perception import Conversation
 from server.commands.common import UsageError, load_body, settings_or_error, templates_or_error
+from server.completion.preparation import TemplateChoice, perceive, prepare
+from server.completion.prompting import PROMPT_FIELD
+from server.errors import InvalidRequestError
 
 
 def parse(args: argparse.Namespace) -> int:
     settings = settings_or_error()
-    conversation = parse_messages(
-        load_body(args.file)["messages"], max_field_chars=settings.perception_max_field_chars
-    )
+    conversation = perceive(load_body(args.file)["messages"], settings)
     if args.pretty:
         print(summarise(conversation))
     else:
@@ -25,21 +24,19 @@ def parse(args: argparse.Namespace) -> int:
 
 
 def render(args: argparse.Namespace) -> int:
+    """The server's own preparation (server/completion/preparation.py): the same template
+    precedence and the same refusals as `POST /v1/prompts/render`. `--prompt` is the body's
+    `prompt` field, as `compare` sets it; a file has no headers, query or conversation id."""
     settings = settings_or_error()
     library = templates_or_error(settings)
     body = load_body(args.file)
-    name = args.prompt or body.get("prompt") or settings.prompt
+    if args.prompt is not None:
+        body = {**body, PROMPT_FIELD: args.prompt}
     try:
-        template = library.get(str(name))
-    except TemplateError as error:
-        raise UsageError(str(error)) from None
-    conversation = parse_messages(
-        body["messages"], max_field_chars=settings.perception_max_field_chars
-    )
-    rendered = render_prompt(
-        conversation, body["messages"], template, budget_tokens=settings.context_budget_tokens
-    )
-    print(json.dumps(rendered.summary(), indent=2, ensure_ascii=False))
+        prepared = prepare(body, TemplateChoice(), settings, library)
+    except InvalidRequestError as error:
+        raise UsageError(error.message) from None
+    print(json.dumps(prepared.rendered.summary(), indent=2, ensure_ascii=False))
     return 0
 
 

@@ -22,7 +22,7 @@ from server.capture.privacy import kept_headers
 from server.capture.rows import CallSnapshot
 from server.completion.control import RequestControl, conversation_id_of
 from server.completion.emotion_tags import EmotionPolicy, with_emotion_tag
-from server.completion.preparation import Prepared, prepare
+from server.completion.preparation import Prepared, TemplateChoice, prepare_off_loop
 from server.completion.prompting import PROMPT_HEADER
 from server.completion.record import CompletionRecord
 from server.completion.sharing import Key, SharedGeneration, as_twin
@@ -104,7 +104,9 @@ class Completion:
         raw = await request.body()
         services.gate.enter()
         try:
-            prepared = await prepare(raw, request, services)
+            prepared = await prepare_off_loop(
+                raw, TemplateChoice.from_http(request.headers, request.query_params), services
+            )
         except BaseException:
             services.gate.leave()
             raise

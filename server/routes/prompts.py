@@ -7,17 +7,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from perception import Conversation, parse_messages
+from perception import Conversation
 from prompts.templates import TemplateLibrary
 from server.completion.emotion_tags import EmotionPolicy, canonical_tag
 from server.completion.heavy_work import json_bytes, run_request_work
-from server.completion.prompting import render_for_request
+from server.completion.preparation import TemplateChoice, prepare
 from server.http.auth import AuthDep, SettingsDep
-from server.http.body import decode_json_object, require_json_content_type, validate_body
-from server.http.limits import check_message_limits
+from server.http.body import require_json_content_type
 from server.services import services
 from server.settings import Settings
-from server.wire.schemas import REQUEST_BODY_SCHEMA, ChatCompletionRequest
+from server.wire.schemas import REQUEST_BODY_SCHEMA
 
 router = APIRouter(dependencies=[AuthDep])
 
@@ -42,19 +41,15 @@ async def list_prompts(request: Request, settings: SettingsDep) -> dict[str, Any
 async def render(request: Request, settings: SettingsDep) -> Response:
     require_json_content_type(request)
     raw = await request.body()
+    choice = TemplateChoice.from_http(request.headers, request.query_params)
+    templates = services(request).templates  # the edge resolves; the worker gets plain values
 
     def work() -> Response:
-        body = decode_json_object(raw)
-        if isinstance(body.get("messages"), list):  # before validating them (issue 23)
-            check_message_limits(body["messages"], settings)
-        validate_body(ChatCompletionRequest, body)
-        conversation = parse_messages(
-            body["messages"], max_field_chars=settings.perception_max_field_chars
-        )
-        rendered = render_for_request(body, request, conversation)
+        prepared = prepare(raw, choice, settings, templates)
+        conversation = prepared.conversation
         return json_bytes(
             {
-                **rendered.summary(),
+                **prepared.rendered.summary(),
                 "mode": conversation.mode,
                 "issues": [issue.model_dump() for issue in conversation.issues],
                 "emotion_tag": emotion_tag_summary(conversation, settings),
