@@ -45,13 +45,22 @@ class ScenarioComparison:
 
 
 async def prompt_tokens(
-    session: aiohttp.ClientSession, url: str, api_key: str | None, body: dict[str, Any]
+    session: aiohttp.ClientSession,
+    options: SimulateOptions,
+    body: dict[str, Any],
+    conversation_id: str,
 ) -> int | None:
-    """Prompt-token estimate from the server's render endpoint (None if it has none)."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    render_url = url.rstrip("/") + "/prompts/render"
+    """Prompt-token estimate from the server's render endpoint (None if it has none). It is
+    sent what the turn's completion was (headers, query, conversation id), so the server
+    prepares both alike (server/completion/preparation.py)."""
+    headers = {"conversation-id": conversation_id} | options.headers
+    if options.api_key:
+        headers["Authorization"] = f"Bearer {options.api_key}"
+    render_url = options.url.rstrip("/") + "/prompts/render"
     try:
-        async with session.post(render_url, json=body, headers=headers) as response:
+        async with session.post(
+            render_url, json=body, headers=headers, params=options.query
+        ) as response:
             if response.status != 200:
                 return None
             data = await response.json()
@@ -96,7 +105,8 @@ async def check_templates(templates: list[str], options: SimulateOptions) -> Non
 async def play(
     scenario: Scenario, template: str, options: SimulateOptions, progress: TextIO
 ) -> list[Cell]:
-    client = make_client(options, f"compare-{scenario.name}-{template}")
+    conversation_id = f"compare-{scenario.name}-{template}"
+    client = make_client(options, conversation_id)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     history = scenario.opening_messages()
     cells = []
@@ -112,7 +122,7 @@ async def play(
             if scenario.tools:
                 body["tools"] = scenario.tools
             result = await run_stream(client, body)
-            tokens = await prompt_tokens(session, options.url, options.api_key, body)
+            tokens = await prompt_tokens(session, options, body, conversation_id)
             ttft = None if result.ttft is None else result.ttft * 1000
             cells.append(Cell(result.text, tokens, ttft, result.error, result.fallback))
             progress.write(

@@ -145,7 +145,8 @@ class Runner:
         judge: openai.AsyncOpenAI | None,
     ) -> None:
         body = cell.case.body(cell.model, cell.template)
-        rendered = await self.render(session, body)
+        headers = {"conversation-id": f"eval-{self._run_id}-{index}", TOOL_HEADER: "eval"}
+        rendered = await self.render(session, body, headers)
         if rendered is not None:
             cell.prompt_messages = rendered.get("messages")
             tokens = rendered.get("prompt_tokens")
@@ -156,7 +157,6 @@ class Runner:
             self.cache_hits += 1
             cell.reply, cell.ttft_ms, cell.cached = hit["reply"], hit["ttft_ms"], True
         else:
-            headers = {"conversation-id": f"eval-{self._run_id}-{index}", TOOL_HEADER: "eval"}
             per_cell = client.with_options(default_headers=headers)
             try:
                 result = await self.options.retry.run(
@@ -210,11 +210,12 @@ class Runner:
             await asyncio.to_thread(self.store.remember, key, value)
 
     async def render(
-        self, session: aiohttp.ClientSession, body: dict[str, Any]
+        self, session: aiohttp.ClientSession, body: dict[str, Any], headers: dict[str, str]
     ) -> dict[str, Any] | None:
-        """What the model is sent, from the endpoint's render API (None if it has none)."""
+        """What the model is sent, from the endpoint's render API (None if it has none), asked
+        with the cell's completion headers so the server prepares both alike."""
         key = self.options.api_key
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers = headers | ({"Authorization": f"Bearer {key}"} if key else {})
         try:
             async with session.post(
                 self.options.url.rstrip("/") + "/prompts/render", json=body, headers=headers
