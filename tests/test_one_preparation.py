@@ -258,8 +258,9 @@ def test_unknown_template_is_a_400_naming_the_choices() -> None:
 
 
 def test_compare_asks_the_render_route_what_its_completion_carried(tmp_path: Path) -> None:
-    """compare's token count is the count of what the model got, also when the endpoint's key
-    is sent as a `--header` (its render request carried only the body: a 401, no count)."""
+    """compare's token count is the count of what the model got, also when its options send
+    the endpoint's key as a header (its render request carried only the body: a 401, no
+    count)."""
     with FakeUpstream().serving() as fake:
         fake.script = [text_reply("ok")]
         settings = make_settings(upstream_base_url=fake.base_url, fallback_text="", api_key="k")
