@@ -104,11 +104,22 @@ def served() -> Iterator[tuple[str, FakeUpstream]]:
             yield server.url, fake
 
 
-def completion(url: str, fake: FakeUpstream, case: Case) -> Outcome:
-    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+def http_headers(case: Case) -> dict[str, str]:
     headers = {"X-Prompt-Template": case.header} if case.header is not None else {}
     if case.conversation_id is not None:
         headers["conversation-id"] = case.conversation_id
+    return headers
+
+
+def use_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table's settings for the CLI, which reads them from the environment."""
+    for name, value in SETTINGS.items():
+        monkeypatch.setenv(f"PERCEPTION_LLM_{name.upper()}", str(value))
+
+
+def completion(url: str, fake: FakeUpstream, case: Case) -> Outcome:
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    headers = http_headers(case)
     body = body_of(case)
     before = len(fake.received)
     try:
@@ -132,9 +143,7 @@ def completion(url: str, fake: FakeUpstream, case: Case) -> Outcome:
 
 
 def render_route(url: str, case: Case) -> Outcome:
-    headers = {"X-Prompt-Template": case.header} if case.header is not None else {}
-    if case.conversation_id is not None:
-        headers["conversation-id"] = case.conversation_id
+    headers = http_headers(case)
     response = httpx.post(
         url + "/v1/prompts/render",
         json=body_of(case),
@@ -149,8 +158,7 @@ def render_route(url: str, case: Case) -> Outcome:
 
 
 def cli_render(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Outcome:
-    for name, value in SETTINGS.items():
-        monkeypatch.setenv(f"PERCEPTION_LLM_{name.upper()}", str(value))
+    use_settings(monkeypatch)
     path = tmp_path / "body.json"
     path.write_text(json.dumps(body_of(case)))
     out, err = io.StringIO(), io.StringIO()
@@ -213,8 +221,7 @@ def test_render_prompt_flag_is_the_body_field(
 ) -> None:
     """`render --prompt NAME` renders what a body with `prompt: NAME` gets, over the file's own
     `prompt` (as `compare` sets the field per template)."""
-    for name, value in SETTINGS.items():
-        monkeypatch.setenv(f"PERCEPTION_LLM_{name.upper()}", str(value))
+    use_settings(monkeypatch)
     path = tmp_path / "body.json"
     path.write_text(json.dumps({**RAVEN, "prompt": "passthrough"}))
     out = io.StringIO()

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from perception import parse_messages
 from server.completion.heavy_work import json_bytes, run_request_work
+from server.completion.preparation import perceive
 from server.errors import InvalidRequestError
 from server.http.auth import AuthDep, SettingsDep
 from server.http.body import decode_json_object, require_json_content_type
@@ -50,7 +50,7 @@ async def parse_perception(request: Request, settings: SettingsDep) -> Response:
                 'Send {"messages": [...]} or a whole chat-completions body.', param="messages"
             )
         check_message_limits(messages, settings)
-        conversation = parse_messages(messages, max_field_chars=settings.perception_max_field_chars)
+        conversation = perceive(messages, settings)
         return json_bytes(conversation.model_dump())
 
     return await run_request_work(len(raw), services(request), work)
