@@ -53,7 +53,10 @@ class _FieldValues(StrictModel):
 # What was perceived of the user: one attribute per row of `perception.fields.FIELDS` (`None`:
 # not reported, `""`: reported empty), then the tags no row names.
 if TYPE_CHECKING:
-    PerceptionFields = _FieldValues
+
+    class PerceptionFields(_FieldValues):
+        pass
+
 else:
     PerceptionFields = create_model(
         "PerceptionFields",

@@ -99,7 +99,8 @@ class Fence:
 def fenced_bodies(text: str) -> list[tuple[int, int]]:
     """The (start, end) span of the body of every complete fenced block in `text`, in order: from
     past the opening marker to the closing marker. One pass of `str.find`s (linear)."""
-    spans, position = [], 0
+    spans: list[tuple[int, int]] = []
+    position = 0
     while True:
         start = text.find(OPENING, position)
         opened = text.find(MARKER_END, start) if start >= 0 else -1
