@@ -30,12 +30,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from perception.fields import AUDIO_TAG, FIELDS, raven_fields
+from perception.speech import SCENE_MARKER, SILENCE_TURN, SPEECH_MARKER
 from perception.tavus_rules import BASIC_PREAMBLE as TAVUS_BASIC_PREAMBLE
 from perception.tavus_rules import RAVEN_PREAMBLE
+from perception.user_layout import WRAPPER
 
 PerceptionMode = Literal["raven", "raven-1", "basic", "off"]
 Layout = Literal["system", "user"]
-WRAPPER = "additional_system_instructions"
 
 # Tavus' stored Basic system message goes on after the published preamble with its own speech
 # rules (tests/fixtures/tavus/preambles.json); the preambles themselves are perception's.
@@ -47,7 +48,7 @@ BASIC_PREAMBLE = (
 
 # Phoenix-4's rule as a public integration logged it (tests/fixtures/tavus/emotion-rule.json).
 EMOTION_RULE = 'EVERY RESPONSE MUST BEGIN WITH AN EMOTION TAG such as <emotion value="content"/>.'
-SILENCE = "[the user did not respond]"  # Tavus' user turn when the user stays silent
+SILENCE = SILENCE_TURN  # Tavus' user turn when the user stays silent
 
 
 class ScenarioError(Exception):
@@ -133,9 +134,9 @@ class Scenario(BaseModel):
             if mode == "raven-1" and turn.audio:
                 text = f"<{AUDIO_TAG}>{turn.audio}</{AUDIO_TAG}>\n{text}"
         elif mode == "basic" and (index > 0 or turn.visual_scene):
-            text = f"USER_SPEECH: {text}"
+            text = f"{SPEECH_MARKER} {text}"
             if turn.visual_scene:
-                text += f" VISUAL_SCENE: {turn.visual_scene}"
+                text += f" {SCENE_MARKER} {turn.visual_scene}"
         messages.append({"role": "user", "content": text})
         return messages
 
