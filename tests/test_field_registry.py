@@ -134,5 +134,7 @@ def test_a_new_sensitive_row_is_never_stored_in_the_clear(
     # The reply is stored as the client got it (echo quotes perception); everything else is not.
     for column in ("parsed", "request", "prompt", "perceived"):
         assert VALUE not in stored[column], column
-    # `no_screen` keeps unknown tags (only the registry's rows are sensitive by default there).
-    assert ("Blue" in stored["parsed"]) is (mode == "no_screen")
+    # A tag no row names is withheld by both reduced modes too (before: `no_screen` kept it).
+    assert json.loads(stored["parsed"])["latest"]["extra"] == {
+        "user_mood_ring": "[withheld: 4 characters]"
+    }

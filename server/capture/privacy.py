@@ -4,9 +4,10 @@ Perception can hold guesses about a person's appearance, and a screen share what
 screen. `full` keeps everything; `shapes` keeps which fields were present and their lengths;
 `no_screen` keeps everything but screen-share text. Which field each mode keeps is the field
 registry's (`perception/fields.py`): a field it does not list, or lists as sensitive without
-naming the mode, is withheld. In both reduced modes the stored request is
-the conversation with perception removed (what the parser returns as `messages`), and the
-perception block of the stored prompt is withheld; the reply is stored as the client got it.
+naming the mode, is withheld, and so are tags no row names (`extra`). In both reduced modes the
+stored request is the conversation with perception removed (what the parser returns as
+`messages`), and the perception block of the stored prompt is withheld; the reply is stored as
+the client got it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def _reduce_fields(fields: dict[str, Any], mode: CapturePerception) -> dict[str,
         if name not in _NOT_PERCEIVED and isinstance(value, str) and not _kept(name, mode):
             reduced[name] = withheld(value)
     extra = reduced.get("extra")
-    if mode == "shapes" and isinstance(extra, dict):
+    # A tag no row names may be anything (a screen's text under a new name): like a field the
+    # registry does not know, it is kept only by `full`.
+    if mode != "full" and isinstance(extra, dict):
         reduced["extra"] = {key: withheld(str(value)) for key, value in extra.items()}
     return reduced
 
