@@ -59,12 +59,25 @@ UNPARSED_KEY = "unparsed"
 UNPARSED_LABEL = "other"
 
 
+# The names and rows by name, rebuilt only when `FIELDS` is another tuple (a test extends it):
+# the view asks for them per observation of every request.
+_Index = tuple[tuple[PerceptionField, ...], tuple[str, ...], dict[str, PerceptionField]]
+_index: _Index = ((), (), {})
+
+
+def _indexed() -> _Index:
+    global _index
+    if _index[0] is not FIELDS:
+        _index = (FIELDS, tuple(field.name for field in FIELDS), {f.name: f for f in FIELDS})
+    return _index
+
+
 def field_names() -> tuple[str, ...]:
-    return tuple(field.name for field in FIELDS)
+    return _indexed()[1]
 
 
 def field_named(name: str) -> PerceptionField | None:
-    return next((field for field in FIELDS if field.name == name), None)
+    return _indexed()[2].get(name)
 
 
 def tag_fields() -> dict[str, str]:
