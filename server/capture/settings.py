@@ -25,7 +25,8 @@ class CaptureSettings(BaseSettings):
         "full",
         description=(
             "What the capture keeps of perception: `full`; `shapes` (which fields, and their "
-            "lengths); `no_screen` (everything but screen-share text)."
+            "lengths); `no_screen` (everything but screen-share text and `<user_*>` tags the field "
+            "table does not name)."
         ),
     )
     capture_queue_size: int = Field(
