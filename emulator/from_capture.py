@@ -15,9 +15,7 @@ import re
 from typing import Any
 
 from perception import message_text, without_preamble
-from scenarios.model import SILENCE
-
-RAVEN_FIELDS = {"appearance": "appearance", "emotions": "emotions", "screenshare": "screen"}
+from scenarios.model import SILENCE, raven_turn_keys
 
 
 def _decoded(row: dict[str, Any], name: str) -> Any:
@@ -55,7 +53,8 @@ def scenario_from_call(row: dict[str, Any]) -> dict[str, Any]:
         text = message_text(message.get("content")) if isinstance(message, dict) else None
         item = observed.get(index, {})
         if role in ("system", "developer") and item.get("source") == "raven":
-            seen.update({RAVEN_FIELDS[k]: v for k, v in item.items() if k in RAVEN_FIELDS and v})
+            keys = raven_turn_keys()
+            seen.update({keys[k]: v for k, v in item.items() if k in keys and v})
         elif role in ("system", "developer") and text:
             persona.append(without_preamble(text))
         elif role == "assistant" and text is not None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any
+
+from prompts.fence import MARKER_RE
 
 # Body fields that change what a model samples; everything else (stream, prompt) does not.
 SAMPLING_FIELDS = (
@@ -20,14 +21,13 @@ SAMPLING_FIELDS = (
     "frequency_penalty", "presence_penalty", "logit_bias", "response_format", "tools",
     "tool_choice", "reasoning_effort",
 )  # fmt: skip
-_NONCE = re.compile(r"\u27e6/?perception ([0-9a-f]{4,64})\u27e7")
 PLACEHOLDER = "{nonce}"
 
 
 def without_nonce(messages: list[Any]) -> str:
     """The messages as canonical JSON, each fence nonce replaced by a placeholder."""
     text = json.dumps(messages, ensure_ascii=False, sort_keys=True)
-    for nonce in set(_NONCE.findall(text)):
+    for nonce in set(MARKER_RE.findall(text)):
         text = text.replace(nonce, PLACEHOLDER)
     return text
 

@@ -19,7 +19,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from perception import Snapshot, parse_messages
+from perception import FIELDS, Snapshot, parse_messages
 from scenarios import Scenario, ScenarioError, load_scenario
 
 AssertionType = Literal[
@@ -27,7 +27,8 @@ AssertionType = Literal[
     "max-tokens", "latency", "llm-rubric", "mentions-perception", "no-unprompted-appearance",
     "emotion-tag", "resists-injection",
 ]  # fmt: skip
-PERCEPTION_FIELDS = ("appearance", "emotions", "screenshare", "visual_scene", "audio")
+# What a reply can mention: every perceived field but silence (the registry's non-sensitive row).
+PERCEPTION_FIELDS = tuple(field.name for field in FIELDS if field.sensitive)
 TEXT_VALUED = {
     "contains", "icontains", "not-contains", "not-icontains", "regex", "starts-with",
     "llm-rubric", "resists-injection",

@@ -6,6 +6,14 @@ conversation with perception removed, and any issues found. See README "Percepti
 """
 
 from perception.emotion_rule import find_emotion_rule, strip_emotion_tags
+from perception.fields import (
+    FIELDS,
+    UNPARSED_KEY,
+    CapturePerception,
+    PerceptionField,
+    label_of,
+    spoken_of,
+)
 from perception.instructions import instruction_parts, system_text_parts, without_preamble
 from perception.models import (
     FIELD_NAMES,
@@ -20,28 +28,32 @@ from perception.models import (
     WrappedRule,
 )
 from perception.parser import DEFAULT_MAX_FIELD_CHARS, parse_messages
-from perception.raven import UNPARSED_KEY
 from perception.tags import neutralise_markup
 from perception.text import message_text, strip_invisible
 
 __all__ = [
     "DEFAULT_MAX_FIELD_CHARS",
+    "FIELDS",
     "FIELD_NAMES",
     "INSTRUCTION_ROLES",
     "UNPARSED_KEY",
+    "CapturePerception",
     "Conversation",
     "EmotionRule",
     "InstructionPart",
     "Observation",
     "ParseIssue",
+    "PerceptionField",
     "PerceptionFields",
     "Snapshot",
     "WrappedRule",
     "find_emotion_rule",
     "instruction_parts",
+    "label_of",
     "message_text",
     "neutralise_markup",
     "parse_messages",
+    "spoken_of",
     "strip_emotion_tags",
     "strip_invisible",
     "system_text_parts",

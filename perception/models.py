@@ -6,9 +6,11 @@ is exactly what the README documents. Everything is JSON-serialisable with `mode
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from perception.fields import FIELDS, field_names
 
 Mode = Literal["raven", "basic", "none"]
 Layout = Literal["system", "user", "mixed", "none"]
@@ -31,36 +33,41 @@ IssueKind = Literal[
 ]
 
 INSTRUCTION_ROLES = frozenset({"system", "developer"})  # persona text and raven blocks
-FIELD_NAMES = ("appearance", "emotions", "screenshare", "visual_scene", "audio", "silence")
+FIELD_NAMES = field_names()  # at import: the models below are built from the same table
 
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class PerceptionFields(StrictModel):
-    """What was perceived of the user; `None` means not reported, `""` reported empty."""
-
-    appearance: str | None = Field(None, description="raven `<user_appearance>`.")
-    emotions: str | None = Field(None, description="raven `<user_emotions>`.")
-    screenshare: str | None = Field(
-        None, description="raven `<user_screenshare>` (or `<user_screen>`)."
-    )
-    visual_scene: str | None = Field(None, description="Basic `VISUAL_SCENE:`.")
-    audio: str | None = Field(None, description="raven-1 `<user_audio_analysis>`.")
-    silence: str | None = Field(
-        None,
-        description=(
-            "Tavus' `[the user did not respond]` turn; in `latest` only while the newest user "
-            "turn is that silence."
-        ),
-    )
-    extra: dict[str, str] = Field(
-        default_factory=dict, description="Unknown `<user_*>` tags, by tag name."
-    )
-
+class _FieldValues(StrictModel):
     def is_empty(self) -> bool:
         return not self.extra and all(getattr(self, name) is None for name in FIELD_NAMES)
+
+    if TYPE_CHECKING:  # the fields come from the registry; each is `str | None`
+        extra: dict[str, str]
+
+        def __getattr__(self, name: str) -> str | None: ...
+
+
+# What was perceived of the user: one attribute per row of `perception.fields.FIELDS` (`None`:
+# not reported, `""`: reported empty), then the tags no row names.
+if TYPE_CHECKING:
+
+    class PerceptionFields(_FieldValues):
+        pass
+
+else:
+    PerceptionFields = create_model(
+        "PerceptionFields",
+        __base__=_FieldValues,
+        __doc__='What was perceived of the user; `None` means not reported, `""` reported empty.',
+        **{field.name: (str | None, Field(None, description=field.doc)) for field in FIELDS},
+        extra=(
+            dict[str, str],
+            Field(default_factory=dict, description="Unknown `<user_*>` tags, by tag name."),
+        ),
+    )
 
 
 class Snapshot(PerceptionFields):

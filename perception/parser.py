@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from perception.emotion_rule import find_emotion_rule
+from perception.fields import UNPARSED_KEY
 from perception.instructions import system_text_parts
 from perception.models import (
     FIELD_NAMES,
@@ -27,7 +28,7 @@ from perception.models import (
     Source,
     WrappedRule,
 )
-from perception.raven import KNOWN_TAGS, MAX_TAGS, UNPARSED_KEY, Block, split_raven_message
+from perception.raven import KNOWN_TAGS, MAX_TAGS, Block, split_raven_message
 from perception.speech import (
     SILENCE_NOTE,
     is_basic_turn,

@@ -50,18 +50,12 @@ import itertools
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from perception.fields import tag_fields
 from perception.instructions import preamble_spans
 from perception.tags import Tag, scan_tags
 
-# Tag name → field; any other `user_*` tag is kept under `extra` by its own name.
-KNOWN_TAGS: dict[str, str] = {
-    "user_appearance": "appearance",
-    "user_emotions": "emotions",
-    "user_screenshare": "screenshare",
-    "user_screen": "screenshare",
-    "user_audio_analysis": "audio",
-}
-UNPARSED_KEY = "unparsed"  # `extra` key for data-part text outside any block
+# Tag name → field (from the registry); any other `user_*` tag is kept under `extra` by its name.
+KNOWN_TAGS: dict[str, str] = tag_fields()
 # A Tavus perception message holds a handful of tags and its preamble about ten. Past this many
 # in one message the rest is kept as unparsed data: the work per message stays bounded.
 MAX_TAGS = 256

@@ -14,11 +14,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from perception.fields import AUDIO_TAG
 from perception.tags import TAG_RE
 
 SPEECH_MARKER = "USER_SPEECH:"
 SCENE_MARKER = "VISUAL_SCENE:"
-AUDIO_TAG = "user_audio_analysis"
 # What Tavus sends as the user's turn when they stayed silent (a public integration's logs).
 SILENCE_TURN = "[the user did not respond]"
 SILENCE_NOTE = "the user did not respond"

@@ -24,6 +24,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+from perception.fields import AUDIO_TAG
 from perception.models import RuleKind
 from perception.raven import MAX_TAGS, Block, split_blocks
 from perception.tags import scan_tags
@@ -31,7 +32,6 @@ from perception.tavus_rules import canonical_rule
 
 WRAPPER = "additional_system_instructions"
 WRAPPER_RE = re.compile(r"<[ \t\n]*+(/?+)[ \t\n]*+additional_system_instructions[ \t\n]*+>", re.I)
-AUDIO_TAG = "user_audio_analysis"
 # Tavus sends one or two wrappers per message; past this many a message is a user turn (the work
 # per message stays bounded: each wrapped piece is looked up in the rule vocabulary).
 MAX_SEGMENTS = 16

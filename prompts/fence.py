@@ -19,6 +19,12 @@ from dataclasses import dataclass
 from perception import neutralise_markup, strip_invisible
 
 _OPEN, _CLOSE = "\u27e6", "\u27e7"  # ⟦ ⟧ : rare in real text, and removed from fenced text
+# The markers, spelt here only: whoever looks for a fence in a prompt (echo, capture privacy,
+# the eval cache) uses these, whatever the nonce.
+OPENING = f"{_OPEN}perception "  # `⟦perception <nonce>⟧`, up to its nonce
+CLOSING = f"{_OPEN}/perception "  # `⟦/perception <nonce>⟧`, up to its nonce
+MARKER_END = _CLOSE
+MARKER_RE = re.compile(rf"{_OPEN}/?perception ([0-9a-f]{{4,64}}){_CLOSE}")  # either, with nonce
 _BRACKET_LOOKALIKES = str.maketrans(
     {
         _OPEN: "[",
@@ -83,11 +89,26 @@ class Fence:
 
     @property
     def open(self) -> str:
-        return f"{_OPEN}perception {self.nonce}{_CLOSE}"
+        return f"{OPENING}{self.nonce}{MARKER_END}"
 
     @property
     def close(self) -> str:
-        return f"{_OPEN}/perception {self.nonce}{_CLOSE}"
+        return f"{CLOSING}{self.nonce}{MARKER_END}"
+
+
+def fenced_bodies(text: str) -> list[tuple[int, int]]:
+    """The (start, end) span of the body of every complete fenced block in `text`, in order: from
+    past the opening marker to the closing marker. One pass of `str.find`s (linear)."""
+    spans: list[tuple[int, int]] = []
+    position = 0
+    while True:
+        start = text.find(OPENING, position)
+        opened = text.find(MARKER_END, start) if start >= 0 else -1
+        end = text.find(CLOSING, opened) if opened >= 0 else -1
+        if end < 0:
+            return spans
+        spans.append((opened + 1, end))
+        position = end
 
 
 def new_fence(nonce: str | None = None) -> Fence:

@@ -1,5 +1,8 @@
 """What a template sees: the perception of a `Conversation`, escaped, labelled and ordered.
 
+Labels and order come from the field registry (`perception/fields.py`); a tag no row names
+is labelled from its name (`user_posture` → "posture") and comes after the named fields.
+
 Templates never touch raw values: every value here has been through `escape_fenced`, so a
 template author cannot forget to escape. `changes` is the short note of what shifted across the
 conversation (e.g. emotions going from calm to frustrated), newest last.
@@ -9,18 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from perception import FIELD_NAMES, UNPARSED_KEY, Conversation, PerceptionFields
+from perception import Conversation, PerceptionFields, label_of
+from perception.fields import field_names
 from prompts.fence import Fence, escape_fenced
 
-LABELS = {
-    "appearance": "appearance",
-    "emotions": "emotions",
-    "screenshare": "screen share",
-    "visual_scene": "scene",
-    "audio": "voice",
-    "silence": "silence",
-    UNPARSED_KEY: "other",
-}
 MAX_CHANGE_STEPS = 3  # "calm → tense → angry" is a note; a full history is not
 
 
@@ -38,13 +33,9 @@ class Change:
     values: list[str]  # distinct consecutive values, oldest first, newest last
 
 
-def _label(tag: str) -> str:
-    return tag.removeprefix("user_").replace("_", " ")
-
-
 def field_values(fields: PerceptionFields) -> dict[str, str]:
     """Non-empty values of one snapshot/observation by name, canonical order, extra last."""
-    values = {name: getattr(fields, name) for name in FIELD_NAMES}
+    values = {name: getattr(fields, name, None) for name in field_names()}
     named = {name: value for name, value in values.items() if value}
     named.update({tag: value for tag, value in sorted(fields.extra.items()) if value})
     return named
@@ -52,7 +43,7 @@ def field_values(fields: PerceptionFields) -> dict[str, str]:
 
 def snapshot_items(conversation: Conversation) -> list[Item]:
     return [
-        Item(name, LABELS.get(name) or _label(name), escape_fenced(value))
+        Item(name, label_of(name), escape_fenced(value))
         for name, value in field_values(conversation.latest).items()
     ]
 
@@ -67,7 +58,7 @@ def changes(conversation: Conversation) -> list[Change]:
     return [
         Change(
             name,
-            LABELS.get(name) or _label(name),
+            label_of(name),
             [escape_fenced(v) for v in values[-MAX_CHANGE_STEPS:]],
         )
         for name, values in history.items()

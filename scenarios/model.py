@@ -29,12 +29,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from perception.fields import AUDIO_TAG, FIELDS, raven_fields
+from perception.speech import SCENE_MARKER, SILENCE_TURN, SPEECH_MARKER
 from perception.tavus_rules import BASIC_PREAMBLE as TAVUS_BASIC_PREAMBLE
 from perception.tavus_rules import RAVEN_PREAMBLE
+from perception.user_layout import WRAPPER
 
 PerceptionMode = Literal["raven", "raven-1", "basic", "off"]
 Layout = Literal["system", "user"]
-WRAPPER = "additional_system_instructions"
 
 # Tavus' stored Basic system message goes on after the published preamble with its own speech
 # rules (tests/fixtures/tavus/preambles.json); the preambles themselves are perception's.
@@ -46,7 +48,7 @@ BASIC_PREAMBLE = (
 
 # Phoenix-4's rule as a public integration logged it (tests/fixtures/tavus/emotion-rule.json).
 EMOTION_RULE = 'EVERY RESPONSE MUST BEGIN WITH AN EMOTION TAG such as <emotion value="content"/>.'
-SILENCE = "[the user did not respond]"  # Tavus' user turn when the user stays silent
+SILENCE = SILENCE_TURN  # Tavus' user turn when the user stays silent
 
 
 class ScenarioError(Exception):
@@ -126,38 +128,48 @@ class Scenario(BaseModel):
         if mode in ("raven", "raven-1") and self.layout == "user":
             messages.extend(_user_role_perception_messages(turn, mode))
         elif mode in ("raven", "raven-1"):
-            blocks = [
-                f"<{tag}>{value}</{tag}>"
-                for tag, value in (
-                    ("user_appearance", turn.appearance),
-                    ("user_emotions", turn.emotions),
-                    ("user_screenshare", turn.screen),
-                )
-                if value
-            ]
+            blocks = [f"<{tag}>{value}</{tag}>" for tag, value in _raven_values(turn)]
             if blocks:
                 messages.append({"role": "system", "content": " ".join(blocks)})
             if mode == "raven-1" and turn.audio:
-                text = f"<user_audio_analysis>{turn.audio}</user_audio_analysis>\n{text}"
+                text = f"<{AUDIO_TAG}>{turn.audio}</{AUDIO_TAG}>\n{text}"
         elif mode == "basic" and (index > 0 or turn.visual_scene):
-            text = f"USER_SPEECH: {text}"
+            text = f"{SPEECH_MARKER} {text}"
             if turn.visual_scene:
-                text += f" VISUAL_SCENE: {turn.visual_scene}"
+                text += f" {SCENE_MARKER} {turn.visual_scene}"
         messages.append({"role": "user", "content": text})
         return messages
+
+
+# A turn's key for a field, where the scenario file's key is shorter than the field's name.
+_TURN_KEYS = {"screenshare": "screen"}
+
+
+def raven_turn_keys() -> dict[str, str]:
+    """Field name → the turn key that scripts it, for every raven block field (registry order)."""
+    return {field.name: _TURN_KEYS.get(field.name, field.name) for field in raven_fields()}
+
+
+APPEARANCE_TAG = next(field.tags[0] for field in FIELDS if field.name == "appearance")
+
+
+def _raven_values(turn: Turn) -> list[tuple[str, str]]:
+    """(tag, value) of each raven block field the turn scripts, in the registry's order."""
+    keys = raven_turn_keys()
+    pairs = [(field.tags[0], getattr(turn, keys[field.name], None)) for field in raven_fields()]
+    return [(tag, value) for tag, value in pairs if value]
 
 
 def _user_role_perception_messages(turn: Turn, mode: PerceptionMode) -> list[dict[str, Any]]:
     """One turn's perception the user-role way (see the module docstring)."""
     messages = []
-    if turn.appearance:
-        block = f"<user_appearance>\n{turn.appearance}\n</user_appearance>"
-        messages.append({"role": "user", "content": f"<{WRAPPER}>{block}</{WRAPPER}>"})
-    for tag, value in (("user_emotions", turn.emotions), ("user_screenshare", turn.screen)):
-        if value:
-            messages.append({"role": "user", "content": f"<{tag}>\n{value}\n</{tag}>"})
+    for tag, value in _raven_values(turn):
+        block = f"<{tag}>\n{value}\n</{tag}>"
+        if tag == APPEARANCE_TAG:  # the one block Tavus was seen to wrap
+            block = f"<{WRAPPER}>{block}</{WRAPPER}>"
+        messages.append({"role": "user", "content": block})
     if mode == "raven-1" and turn.audio:
-        audio = f"<user_audio_analysis>{turn.audio}</user_audio_analysis>"
+        audio = f"<{AUDIO_TAG}>{turn.audio}</{AUDIO_TAG}>"
         messages.append({"role": "user", "content": audio})
     return messages
 

@@ -37,7 +37,9 @@ from server.settings import Settings, is_loopback, load_settings
 from server.upstream.client import UpstreamResponder
 
 
-def capture_for(settings: Settings, metrics: Metrics, replica: str) -> CallCapture | None:
+def capture_for(
+    settings: Settings, metrics: Metrics, replica: str, redactor: Redactor
+) -> CallCapture | None:
     """The call capture when `PERCEPTION_LLM_CAPTURE` is set (a bad URL stops start-up; a
     database that is down is the writer's to report, never the server's)."""
     if not settings.capture:
@@ -45,7 +47,7 @@ def capture_for(settings: Settings, metrics: Metrics, replica: str) -> CallCaptu
     return CallCapture(
         CaptureStore(settings.capture),
         metrics,
-        Redactor(settings.secrets()),
+        redactor,
         perception=settings.capture_perception,
         queue_size=settings.capture_queue_size,
         max_age_seconds=settings.capture_max_age_days * 86400,
@@ -66,8 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     gate = ConcurrencyGate(settings.max_concurrent_streams, lag)
     replica = settings.replica_name(settings.port)
     metrics = Metrics(active_streams=lambda: gate.active, replica=replica)
+    # The one redactor: every secret configured now, and any registered later with `add`.
+    redactor = Redactor(settings.secrets())
     upstream = (
-        UpstreamResponder(settings, on_error=metrics.upstream_errors_by_kind)
+        UpstreamResponder(settings, redactor, on_error=metrics.upstream_errors_by_kind)
         if settings.upstream_base_url
         else None
     )
@@ -84,7 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         prepare_limiter=anyio.CapacityLimiter(1),
         started_at=int(time.time()),
         replica=replica,
-        capture=capture_for(settings, metrics, replica),
+        redactor=redactor,
+        capture=capture_for(settings, metrics, replica, redactor),
         connection_shares=ConnectionShares(settings.trusted_proxies),
     )
 
@@ -93,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app_services.loop = asyncio.get_running_loop()
         await app_services.responder.start()  # the upstream's HTTP session binds to this loop
         install_drain_on_signals(app_services.conversations, settings.shutdown_grace_seconds)
-        redacting = RedactingFilter(Redactor(settings.secrets()))
+        redacting = RedactingFilter(redactor)
         handlers = logging.getLogger().handlers + logging.getLogger("uvicorn").handlers
         for handler in handlers:  # a second line of defence: sources redact already
             handler.addFilter(redacting)

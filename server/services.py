@@ -19,6 +19,7 @@ from server.completion.sharing import SharedGenerations
 from server.http.connection_shares import CapReport, ConnectionShares
 from server.http.limits import ConcurrencyGate, LoopLagMonitor
 from server.metrics import Metrics
+from server.redaction import Redactor
 from server.responders.routing import ModelRouter
 from server.settings import Settings
 
@@ -37,6 +38,9 @@ class Services:
     prepare_limiter: anyio.CapacityLimiter
     started_at: int
     replica: str  # this process's name in logs, metrics and captured calls
+    # The one redactor (capture, upstream errors, replies, logs); `redactor.add` a secret learnt
+    # at run time and every one of them redacts it.
+    redactor: Redactor
     shared: SharedGenerations = field(default_factory=SharedGenerations)
     # Connections without a complete request, by client (read by server/http/protocol.py).
     connection_shares: ConnectionShares[Any] = field(default_factory=ConnectionShares)

@@ -67,7 +67,7 @@ SERVER_ALLOWED: dict[str, set[str]] = {
     },
     # routes: fast_path dispatches the chat route before FastAPI's stack (issue 24 reviews it).
     "http": {"completion", "errors", "metrics", "routes", "services", "settings", "wire"},
-    "services": {"capture", "completion", "http", "metrics", "responders", "settings"},
+    "services": {"capture", "completion", "http", "metrics", "redaction", "responders", "settings"},
     "routes": {
         "capture",
         "completion",

@@ -2,35 +2,47 @@
 
 Perception can hold guesses about a person's appearance, and a screen share whatever was on the
 screen. `full` keeps everything; `shapes` keeps which fields were present and their lengths;
-`no_screen` keeps everything but screen-share text. In both reduced modes the stored request is
-the conversation with perception removed (what the parser returns as `messages`), and the
-perception block of the stored prompt is withheld; the reply is stored as the client got it.
+`no_screen` keeps everything but screen-share text. Which field each mode keeps is the field
+registry's (`perception/fields.py`): a field it does not list, or lists as sensitive without
+naming the mode, is withheld, and so are tags no row names (`extra`). In both reduced modes the
+stored request is the conversation with perception removed (what the parser returns as
+`messages`), and the perception block of the stored prompt is withheld; the reply is stored as
+the client got it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
+from perception.fields import CapturePerception, field_named
+from prompts.fence import fenced_bodies
 from server.capture.tool_mark import TOOL_HEADER
 
-CapturePerception = Literal["full", "shapes", "no_screen"]
-PERCEPTION_FIELDS = ("appearance", "emotions", "screenshare", "visual_scene", "audio")
-_FENCE_OPEN, _FENCE_CLOSE, _FENCE_END = "\u27e6perception ", "\u27e7", "\u27e6/perception "
+# Keys of a parsed snapshot/observation that are not perceived values.
+_NOT_PERCEIVED = frozenset({"extra", "message_index", "source"})
 
 
 def withheld(value: str) -> str:
     return f"[withheld: {len(value)} characters]"
 
 
+def _kept(name: str, mode: CapturePerception) -> bool:
+    """Whether field `name` is stored in the clear under `mode`: as its registry row says, and
+    never for a name no row knows (a field added to the models but not the registry)."""
+    field = field_named(name)
+    return mode == "full" or (field is not None and field.kept_in_clear(mode))
+
+
 def _reduce_fields(fields: dict[str, Any], mode: CapturePerception) -> dict[str, Any]:
-    names = PERCEPTION_FIELDS if mode == "shapes" else ("screenshare",)
     reduced = dict(fields)
-    for name in names:
-        if isinstance(reduced.get(name), str):
-            reduced[name] = withheld(reduced[name])
+    for name, value in fields.items():
+        if name not in _NOT_PERCEIVED and isinstance(value, str) and not _kept(name, mode):
+            reduced[name] = withheld(value)
     extra = reduced.get("extra")
-    if mode == "shapes" and isinstance(extra, dict):
+    # A tag no row names may be anything (a screen's text under a new name): like a field the
+    # registry does not know, it is kept only by `full`.
+    if mode != "full" and isinstance(extra, dict):
         reduced["extra"] = {key: withheld(str(value)) for key, value in extra.items()}
     return reduced
 
@@ -49,14 +61,9 @@ def reduce_parsed(parsed: dict[str, Any], mode: CapturePerception) -> dict[str, 
 def without_fenced_perception(text: str) -> str:
     """`text` with the body of every fenced perception block withheld (markers kept)."""
     parts, position = [], 0
-    while True:
-        start = text.find(_FENCE_OPEN, position)
-        opened = text.find(_FENCE_CLOSE, start) if start >= 0 else -1
-        end = text.find(_FENCE_END, opened) if opened >= 0 else -1
-        if end < 0:
-            break
-        parts.append(text[position : opened + 1])
-        parts.append(f"\n{withheld(text[opened + 1 : end])}\n")
+    for start, end in fenced_bodies(text):
+        parts.append(text[position:start])
+        parts.append(f"\n{withheld(text[start:end])}\n")
         position = end
     parts.append(text[position:])
     return "".join(parts)

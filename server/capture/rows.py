@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from perception import Conversation, system_text_parts
-from server.capture.privacy import CapturePerception, reduce_parsed, reduce_prompt_messages
+from perception import CapturePerception, Conversation, system_text_parts
+from server.capture.privacy import reduce_parsed, reduce_prompt_messages
 from server.capture.tool_mark import tool_mark
 from server.redaction import Redactor
 

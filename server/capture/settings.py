@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 from pydantic_settings import BaseSettings
+
+from perception import CapturePerception
 
 DEFAULT_CAPTURE_URL = "sqlite:///perception-llm-calls.db"
 # Where `perception-llm eval` keeps runs without a capture database (the playground reads it).
@@ -21,11 +21,12 @@ class CaptureSettings(BaseSettings):
             "`postgresql://user:pass@host/db` for several replicas. Unset: nothing is recorded."
         ),
     )
-    capture_perception: Literal["full", "shapes", "no_screen"] = Field(
+    capture_perception: CapturePerception = Field(
         "full",
         description=(
             "What the capture keeps of perception: `full`; `shapes` (which fields, and their "
-            "lengths); `no_screen` (everything but screen-share text)."
+            "lengths); `no_screen` (everything but screen-share text and `<user_*>` tags the field "
+            "table does not name)."
         ),
     )
     capture_queue_size: int = Field(

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from server.capture.privacy import CapturePerception
+from perception import CapturePerception
 from server.capture.rows import CallSnapshot, call_row
 from server.capture.store import CaptureStore, CaptureStoreError, is_outage
 from server.metrics import Metrics

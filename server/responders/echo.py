@@ -16,8 +16,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from perception import Conversation, Snapshot, message_text
+from perception import Conversation, Snapshot, message_text, spoken_of
+from perception.fields import field_names
 from prompts import estimate_message_tokens, estimate_tokens
+from prompts.fence import CLOSING, OPENING
 from server.responders.base import CompletionJob, ResponseEvent, words
 from server.responders.echo_tools import named_tool, tool_call_delta, tool_results
 
@@ -32,22 +34,11 @@ def last_user_speech(messages: list[Any]) -> str | None:
 
 
 def describe_perception(latest: Snapshot) -> list[str]:
-    """One sentence per perceived field, in a fixed order."""
-    labelled = [
-        ("What I see", latest.appearance),
-        ("Your emotions", latest.emotions),
-        ("On your screen", latest.screenshare),
-        ("The scene", latest.visual_scene),
-        ("Your voice", latest.audio),
-        *(
-            (tag.removeprefix("user_").replace("_", " ").capitalize(), value)
-            for tag, value in sorted(latest.extra.items())
-        ),
-    ]
+    """One sentence per perceived field, in the registry's order (silence is the opening's)."""
+    values = {name: getattr(latest, name, None) for name in field_names() if name != "silence"}
+    values.update(sorted(latest.extra.items()))
+    labelled = [(spoken_of(name), value) for name, value in values.items()]
     return [f"{label}: {value.rstrip('.')}." for label, value in labelled if value]
-
-
-_FENCE_OPEN = "\u27e6perception "  # the fence marker's opening, whatever the nonce
 
 
 def fenced_lines(prompt_messages: list[Any]) -> list[str] | None:
@@ -56,10 +47,10 @@ def fenced_lines(prompt_messages: list[Any]) -> list[str] | None:
         if not isinstance(message, dict) or message.get("role") != "user":
             continue
         text = message_text(message.get("content")) or ""
-        start = text.rfind(_FENCE_OPEN)
+        start = text.rfind(OPENING)
         if start == -1:
             continue
-        end = text.find("\u27e6/perception", start)
+        end = text.find(CLOSING, start)
         block = text[start : end if end != -1 else len(text)].splitlines()[1:]  # past the marker
         # Item lines, whatever the template's layout; headings ("...right now:") are skipped.
         return [

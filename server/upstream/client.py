@@ -33,7 +33,7 @@ from server.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
-from server.redaction import REPLY_SECRET_MIN_CHARS, Redactor
+from server.redaction import Redactor
 from server.responders.base import CompletionJob, ResponseEvent
 from server.settings import Settings
 from server.upstream.chunks import is_speakable
@@ -64,18 +64,20 @@ class UpstreamResponder:
     """Streams replies from the configured OpenAI-compatible upstream."""
 
     def __init__(
-        self, settings: Settings, on_error: Callable[[str], None] = lambda kind: None
+        self,
+        settings: Settings,
+        redactor: Redactor,
+        on_error: Callable[[str], None] = lambda kind: None,
     ) -> None:
-        """`on_error` is told the kind of every upstream failure (for metrics); `start()` opens
-        the connection pool in the serving loop."""
+        """`redactor` is the app's one (`Services.redactor`); `on_error` is told the kind of
+        every upstream failure (for metrics); `start()` opens the connection pool in the serving
+        loop."""
         self.settings = settings
         self.on_error = on_error
-        self.redactor = Redactor(settings.secrets())
+        self.redactor = redactor
         # A reply is what the user hears: only secrets long enough to be keys are taken out of
         # it, so a header value "true" or a loopback key "secret" never blanks a spoken word.
-        self.reply_redactor = Redactor(
-            [secret for secret in settings.secrets() if len(secret) >= REPLY_SECRET_MIN_CHARS]
-        )
+        self.reply_redactor = redactor.for_replies()
         self.listed_models: list[str] = []  # the upstream's own list, read by `probe()`
         base = str(settings.upstream_base_url).rstrip("/")
         self.url = base + "/chat/completions"

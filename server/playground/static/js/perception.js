@@ -1,6 +1,6 @@
 // Renders /v1/perception/parse output. Text goes in with textContent only: perception is
-// untrusted (a screen share can carry markup).
-const FIELDS = ["appearance", "emotions", "screenshare", "visual_scene", "audio"];
+// untrusted (a screen share can carry markup). The field columns are the parse's own keys (the
+// server's field registry, perception/fields.py), so the page lists no fields of its own.
 
 function cell(tag, text, className) {
   const node = document.createElement(tag);
@@ -56,7 +56,8 @@ export function show(parsed) {
       : [row(cell("td", "nothing perceived"))]));
 
   const extras = [...new Set(parsed.observations.flatMap((o) => Object.keys(o.extra)))];
-  const columns = [...FIELDS, ...extras];
+  const fields = Object.keys(parsed.latest).filter((name) => name !== "extra");
+  const columns = [...fields, ...extras];
   const previous = {};
   const body = parsed.observations.map((observation) => {
     const values = { ...observation, ...observation.extra };
