@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # The packages the wheel ships, as pyproject.toml's package discovery names them.
 PACKAGES = tuple(
-    pattern.rstrip("*") for pattern in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
+    pattern.rstrip("*")
+    for pattern in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
 )
 # Only in extras: a command importing one of these breaks a plain `pip install perception-llm`.
 EXTRAS_ONLY = ("httpx", "psycopg", "matplotlib", "pytest", "hypothesis", "playwright")
