@@ -94,8 +94,7 @@ SERVER_ALLOWED: dict[str, set[str]] = {
     },
     "inprocess": {"app", "http", "settings"},
     "commands": {"capture", "http", "inprocess", "settings"},
-    "cli_examples": set(),
-    "cli": {"cli_examples", "commands"},
+    "cli": {"commands"},
 }
 
 

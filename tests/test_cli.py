@@ -228,3 +228,32 @@ def test_serve_checks_the_upstream_once_and_says_when_it_refuses_the_key() -> No
         finally:
             process.terminate()
             process.wait(timeout=20)
+
+
+def test_each_command_declares_its_options_in_its_own_module() -> None:
+    # Issue 24: cli.py declared every command's options; it now only builds the top level.
+    from server.cli import COMMANDS, command
+
+    cli_source = (Path(__file__).resolve().parents[1] / "server" / "cli.py").read_text()
+    assert "add_argument(" not in cli_source
+    for name, (module, _, _) in COMMANDS.items():
+        spec = command(name)
+        assert spec.add_arguments.__module__ == spec.run.__module__ == f"server.commands.{module}"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["parse", str(SAMPLE)], ["render", str(SAMPLE)]])
+def test_a_command_imports_only_what_it_needs(args: list[str]) -> None:
+    # Building the parser must not import every command: `parse` would pay for the openai SDK
+    # (the emulator's), SQLAlchemy (calls) and uvicorn (serve) on every run.
+    code = (
+        "import contextlib, io, sys\n"
+        "from server.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        f"    main({args!r})\n"
+        "heavy = ('openai', 'uvicorn', 'sqlalchemy', 'aiohttp', 'emulator', 'evals')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout
