@@ -4,7 +4,8 @@ hide neither. The wheel is built from a clean copy and installed into a fresh ve
 the runtime dependencies of pyproject.toml (no httpx, psycopg, matplotlib, pytest...). From a
 folder nowhere near the repository, its own `perception-llm` serves (/healthz, a streamed
 completion through the openai SDK), simulates and compares against that server, compares in
-process, lists and shows the calls that server captured, and renders and parses a sample body."""
+process, lists and shows the calls that server captured, renders and parses a sample body, and
+runs the shipped eval example."""
 
 from __future__ import annotations
 
@@ -277,6 +278,14 @@ def test_installed_render_and_parse_a_sample_body(installed: Path, elsewhere: Pa
     parsed = command(installed, elsewhere, "parse", "body.json")
     assert parsed.returncode == 0, parsed.stderr
     assert "glasses" in json.dumps(json.loads(parsed.stdout))
+
+
+def test_installed_eval_runs_the_shipped_example(installed: Path, elsewhere: Path) -> None:
+    result = command(installed, elsewhere, "eval", "perception-basics")
+    # 1: the example's canary test fails on purpose (README: its eval section); 2 would be an
+    # error, such as a suite or a module the install left out.
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    assert "suite perception-basics: 3 test(s) x 2 template(s)" in result.stdout
 
 
 def test_installed_playground_lists_examples_and_serves_its_scripts(installed_server: str) -> None:
