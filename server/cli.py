@@ -1,21 +1,28 @@
 """The `perception-llm` command line: the top-level parser, dispatch, and exit statuses.
 
-Each command lives in `server/commands/` with its options, description and examples (a
-`Command`), and its module is imported only when it runs, so `--help` and `parse` do not pay for
-uvicorn, the app or the openai SDK. User errors print one clear line on stderr and exit with
-status 2, never a traceback; so do mistakes in the arguments themselves.
+Each command lives in `server/commands/`: its options, description and examples (a `Command`)
+in `<module>_options.py`, next to `<module>.py`, which runs it and is imported only then, so
+`--help`, usage errors and `parse` do not pay for uvicorn, the app or the openai SDK. User
+errors print one clear line on stderr and exit with status 2, never a traceback; so do mistakes
+in the arguments themselves.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from server.commands import (
+    calls_options,
+    emulate_options,
+    evaluate_options,
+    inspect_options,
+    serve_options,
+)
 from server.commands.command import Command
 
 EXAMPLES = """\
@@ -32,45 +39,36 @@ examples:
   perception-llm eval perception-basics        # prompt experiments: assertions, pass rates
 """
 
-# command → (its module in server.commands, its Command there, its line in `perception-llm
-# --help`), in the order that help lists them. The options, description and examples are the
-# command's own, in its module; only the module of the command being run is imported.
-COMMANDS = {
-    "serve": ("serve", "SERVE", "run the OpenAI-compatible server"),
+# command → (its Command, its line in `perception-llm --help`), in the order that help lists
+# them. The options, description and examples are the command's own, in its options module.
+COMMANDS: dict[str, tuple[Command, str]] = {
+    "serve": (serve_options.SERVE, "run the OpenAI-compatible server"),
     "render": (
-        "inspect",
-        "RENDER",
+        inspect_options.RENDER,
         "print the messages the response model would get for a request",
     ),
     "simulate": (
-        "emulate",
-        "SIMULATE",
+        emulate_options.SIMULATE,
         "play a scenario against an endpoint as Tavus would, and check its conformance",
     ),
     "compare": (
-        "emulate",
-        "COMPARE",
+        emulate_options.COMPARE,
         "run scenarios through several prompt templates and compare the replies",
     ),
     "calls": (
-        "calls",
-        "CALLS",
+        calls_options.CALLS,
         "captured calls (PERCEPTION_LLM_CAPTURE): list, show, export, replay, stats, delete",
     ),
     "eval": (
-        "evaluate",
-        "EVAL",
+        evaluate_options.EVAL,
         "run an eval suite: assertions over templates x models, pass rates, exit status",
     ),
-    "parse": ("inspect", "PARSE", "print the perception parsed from a request"),
+    "parse": (inspect_options.PARSE, "print the perception parsed from a request"),
 }
 
 
 def command(name: str) -> Command:
-    """The command called `name`, from its module (importing it)."""
-    module_name, attribute, _ = COMMANDS[name]
-    found: Command = getattr(importlib.import_module(f"server.commands.{module_name}"), attribute)
-    return found
+    return COMMANDS[name][0]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -81,9 +79,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
-    """The top-level parser, listing every command; only `chosen` (the command on the command
-    line, if any) gets its options, description and examples, from its own module."""
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="perception-llm",
         description="Custom-LLM backend for Tavus personas that understands perception.",
@@ -91,27 +87,18 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (_, _, line) in COMMANDS.items():
-        spec = command(name) if name == chosen else None
+    for name, (spec, line) in COMMANDS.items():
         subparser = subparsers.add_parser(
             name,
             help=line,
-            description=spec.description if spec else None,
-            epilog=spec.examples if spec else None,
+            description=spec.description,
+            epilog=spec.examples,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         # An unknown option is reported by the command's parser, naming its --help.
         subparser.set_defaults(command_parser=subparser)
-        if spec:
-            spec.add_arguments(subparser)
+        spec.add_arguments(subparser)
     return parser
-
-
-def chosen_command(argv: Sequence[str]) -> str | None:
-    """The command named on the command line: the first word that is not an option (the
-    top-level parser has no option taking a value), if it is one."""
-    first = next((word for word in argv if not word.startswith("-")), None)
-    return first if first in COMMANDS else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,10 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(argv: Sequence[str] | None) -> int:
-    words = sys.argv[1:] if argv is None else list(argv)
     # argparse reports a subcommand's unknown option from the top parser, which pointed at
     # `perception-llm --help`, where the command's options are not listed.
-    args, unknown = build_parser(chosen_command(words)).parse_known_args(words)
+    args, unknown = build_parser().parse_known_args(argv)
     if unknown:
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from server.commands.common import UsageError

@@ -9,7 +9,6 @@ import json
 from perception import Conversation, parse_messages
 from prompts.render import render_prompt
 from prompts.templates import TemplateError
-from server.commands.command import Command
 from server.commands.common import UsageError, load_body, settings_or_error, templates_or_error
 
 
@@ -68,34 +67,3 @@ def summarise(conversation: Conversation) -> str:
         where = "" if issue.message_index is None else f"[{issue.message_index}] "
         lines.append(f"issue: {where}{issue.kind}: {issue.detail}")
     return "\n".join(lines)
-
-
-def add_parse_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "file", help="a messages list or a chat-completions body (JSON); - for stdin"
-    )
-    parser.add_argument("--pretty", action="store_true", help="a readable summary instead of JSON")
-
-
-def add_render_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="a chat-completions body or messages list (JSON); - for stdin")
-    parser.add_argument("--prompt", help="template name (default: the body's `prompt` or setting)")
-
-
-PARSE = Command(
-    run=parse,
-    add_arguments=add_parse_arguments,
-    examples="""\
-examples:
-  perception-llm parse server/samples/raven0-documented.json --pretty
-  cat request.json | perception-llm parse -
-""",
-)
-RENDER = Command(
-    run=render,
-    add_arguments=add_render_arguments,
-    examples="""\
-examples:
-  perception-llm render server/samples/raven0-documented.json --prompt minimal
-""",
-)

@@ -12,7 +12,6 @@ import sys
 import time
 
 from server.capture.settings import DEFAULT_CAPTURE_URL
-from server.commands.command import Command
 from server.commands.common import UsageError, settings_or_error, templates_or_error
 from server.http.auth import short_key_problem
 from server.http.observability import log_config
@@ -192,40 +191,3 @@ def say(settings: Settings, level: str, message: str) -> None:
         print(
             f"perception-llm: {'' if level == 'info' else level + ': '}{message}", file=sys.stderr
         )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--host", help="interface to bind (default: PERCEPTION_LLM_HOST or 127.0.0.1)"
-    )
-    parser.add_argument("--port", type=int, help="port (default: PERCEPTION_LLM_PORT or 8000)")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="1 only: for more cores run replicas behind deploy/nginx (README: Deploying)",
-    )
-    parser.add_argument(
-        "--capture",
-        nargs="?",
-        const="",
-        metavar="DB_URL",
-        help="record calls (default database: sqlite:///perception-llm-calls.db)",
-    )
-    parser.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow a non-loopback host without PERCEPTION_LLM_API_KEY",
-    )
-
-
-SERVE = Command(
-    run=serve,
-    add_arguments=add_arguments,
-    examples="""\
-examples:
-  perception-llm serve                          # http://127.0.0.1:8000/v1, offline responder
-  PERCEPTION_LLM_API_KEY=change-me-to-a-long-random-key perception-llm serve --host 0.0.0.0
-  perception-llm serve --capture                # record calls to ./perception-llm-calls.db
-""",
-)
