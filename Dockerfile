@@ -10,15 +10,22 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PERCEPTION_LLM_PORT=8000
 
 WORKDIR /app
+# Dependencies first, from the fully pinned, hashed lock (README: "The image's lock file"), in
+# their own layer: a code change does not reinstall them, and every build gets the same bytes.
+# It holds the [postgres] extra (replicas record calls to one PostgreSQL, PERCEPTION_LLM_CAPTURE;
+# a SQLite capture needs a writable volume: the app directory is read-only to the user) and the
+# build backend, so the project itself builds without fetching anything.
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY server ./server
 COPY perception ./perception
 COPY prompts ./prompts
 COPY scenarios ./scenarios
 COPY emulator ./emulator
-# The [postgres] extra: replicas record calls to one PostgreSQL (PERCEPTION_LLM_CAPTURE); a
-# SQLite capture needs a writable volume (the app directory is read-only to the user).
-RUN pip install ".[postgres]" \
+COPY evals ./evals
+RUN pip install --no-deps --no-build-isolation . \
+    && pip check \
     && useradd --system --uid 10001 --no-create-home perception
 
 USER perception

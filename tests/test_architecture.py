@@ -96,8 +96,7 @@ SERVER_ALLOWED: dict[str, set[str]] = {
     # completion, errors: `render` and `parse` call the one preparation and map its 400s to
     # usage errors (issue 24: the CLI had its own copy, with another precedence).
     "commands": {"capture", "completion", "errors", "http", "inprocess", "settings"},
-    "cli_examples": set(),
-    "cli": {"cli_examples", "commands"},
+    "cli": {"commands"},
 }
 
 

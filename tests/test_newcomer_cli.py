@@ -19,8 +19,7 @@ import openai
 import pytest
 
 from server.capture.store import CaptureStore
-from server.cli import COMMANDS
-from server.cli_examples import COMMAND_EXAMPLES
+from server.cli import COMMANDS, command
 from server.inprocess import live_server, running_server
 from tests.conftest import make_settings
 from tests.test_capture import MESSAGES, written
@@ -229,12 +228,12 @@ def test_ctrl_c_ends_quietly() -> None:
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
 
 
-@pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_every_command_help_has_runnable_examples(command: str) -> None:
-    result = cli(command, "--help")
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_help_has_runnable_examples(name: str) -> None:
+    result = cli(name, "--help")
     assert result.returncode == 0
-    assert "examples:\n  perception-llm " + command in result.stdout
-    assert COMMAND_EXAMPLES[command] in result.stdout
+    assert "examples:\n  perception-llm " + name in result.stdout
+    assert command(name).examples in result.stdout
 
 
 @pytest.mark.parametrize(
