@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 from starlette.responses import Response
 
 from server.errors import RateLimitError
-from server.services import Services
+
+if TYPE_CHECKING:  # only a type here: importing it would load the whole app (the CLI's
+    # `parse` and `render` use this module without a server)
+    from server.services import Services
 
 T = TypeVar("T")
 

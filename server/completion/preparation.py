@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perception import Conversation, parse_messages
 from prompts.fence import Fence
@@ -36,9 +36,12 @@ from server.completion.prompting import (
 from server.errors import InvalidRequestError
 from server.http.body import decode_json_object, validate_body
 from server.http.limits import check_message_limits, check_request_limits
-from server.services import Services
 from server.settings import Settings
 from server.wire.schemas import ChatCompletionRequest
+
+if TYPE_CHECKING:  # only a type here: importing it would load the whole app (the CLI's
+    # `parse` and `render` use this module without a server)
+    from server.services import Services
 
 
 @dataclass(frozen=True)
