@@ -14,23 +14,23 @@ import contextlib
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from starlette.requests import Request
+from starlette.types import Receive
 
 from server.errors import ClientDisconnectedError
 
 T = TypeVar("T")
 
 
-async def _disconnected(request: Request) -> None:
+async def _disconnected(receive: Receive) -> None:
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             return
 
 
-async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+async def until_disconnected(receive: Receive, work: Awaitable[T]) -> T:
     task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
+    watcher = asyncio.ensure_future(_disconnected(receive))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:  # we are cancelled ourselves (shutdown): stop both, re-raise

@@ -40,9 +40,9 @@ async def _chat_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     request = Request(scope, receive)
     try:
         response = await chat_completions(request)
+        await response(scope, receive, send)  # errors before its first byte are HTTP errors too
     except Exception as error:  # the same mapping as the app's exception handlers
-        response = error_response(to_api_error(request, error))
-    await response(scope, receive, send)
+        await error_response(to_api_error(request, error))(scope, receive, send)
 
 
 def chat_fast_path(metrics: Metrics, max_body_bytes: int) -> ASGIApp:

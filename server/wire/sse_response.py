@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from server.responders.base import close_events
+from server.wire.sse import DONE_FRAME
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class SSEResponse(Response):
         *,
         keepalive: float,
         send_timeout: float,
-        on_close: Callable[[], None],
+        on_close: Callable[[], None] = lambda: None,
         late_headers: Callable[[], list[tuple[bytes, bytes]]] = list,
     ) -> None:
         self.frames = frames
@@ -61,9 +62,6 @@ class SSEResponse(Response):
         self._started = False
         self._start_lock = asyncio.Lock()
 
-    def stop_keepalives(self) -> None:
-        self.ending = True
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         streaming = asyncio.current_task()
         assert streaming is not None
@@ -73,6 +71,8 @@ class SSEResponse(Response):
             try:
                 sent = 0
                 async for frame in self.frames:
+                    if frame is DONE_FRAME:
+                        self.ending = True  # [DONE] is the last frame: no keep-alive after it
                     await self._start(send)
                     await self._send(send, _body(frame))
                     sent += 1
