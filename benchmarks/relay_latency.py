@@ -201,11 +201,6 @@ def main() -> None:
         help="run only the body with this name (repeatable), e.g. '30-turn raven'",
     )
     parser.add_argument("--peer", help="another relay's chat-completions URL to add to the run")
-    parser.add_argument(
-        "--variants",
-        action="store_true",
-        help="also serve with sse-starlette's response and with FastAPI's routing stack",
-    )
     parser.add_argument("--warmup", type=int, default=30, help="warm-up requests per body/target")
     args = quick.parse_args(parser, rounds=5, bursts=1, bodies=1, warmup=1)
     upstream, upstream_url = start(
@@ -237,21 +232,11 @@ def main() -> None:
     if args.peer:
         targets["peer"] = args.peer
     pids = {"raw relay": relay.pid, "perception-llm": server.pid, "no sharing": unshared.pid}
-    variants = []
-    for variant in ("stock-sse", "framework") if args.variants else ():
-        process, variant_port = start(
-            [sys.executable, "benchmarks/stock_variants.py", variant, "serve", "--port", "0"],
-            r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
-            {"PERCEPTION_LLM_UPSTREAM_BASE_URL": upstream_url},
-        )
-        targets[variant] = f"http://127.0.0.1:{variant_port}/v1/chat/completions"
-        pids[variant] = process.pid
-        variants.append(process)
     print("targets:", targets, flush=True)
     try:
         asyncio.run(measure(targets, pids, args))
     finally:
-        for process in (server, unshared, *variants, relay, upstream):
+        for process in (server, unshared, relay, upstream):
             process.terminate()
             process.wait(10)
 

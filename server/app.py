@@ -22,7 +22,6 @@ from server.capture.writer import CallCapture
 from server.completion.control import ConversationRegistry
 from server.errors import install_error_handlers
 from server.http.connection_shares import ConnectionShares
-from server.http.fast_path import PerceptionApp, chat_fast_path
 from server.http.host_check import LoopbackHostMiddleware
 from server.http.limits import BodyLimitMiddleware, ConcurrencyGate, LoopLagMonitor
 from server.http.observability import RequestContextMiddleware
@@ -120,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # With a key set, the schema and the docs pages would be readable without it (and the pages
     # load Swagger from a CDN): they are served only by a keyless, loopback-only server.
     docs = settings.api_key is None
-    app = PerceptionApp(
+    app = FastAPI(
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
@@ -153,12 +152,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["x-request-id"],
         )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    if not settings.cors_origins:
-        app.fast_chat = chat_fast_path(metrics, settings.max_body_bytes)
     # `--insecure` allows a public interface without a key; on loopback it changes nothing (it
     # used to switch this check off there too, review of issue 23).
     if settings.api_key is None and (not settings.allow_insecure or is_loopback(settings.host)):
         app.add_middleware(LoopbackHostMiddleware, allowed_hosts=settings.allowed_hosts)
-        if app.fast_chat is not None:
-            app.fast_chat = LoopbackHostMiddleware(app.fast_chat, settings.allowed_hosts)
     return app

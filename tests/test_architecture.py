@@ -65,8 +65,7 @@ SERVER_ALLOWED: dict[str, set[str]] = {
         "settings",
         "wire",
     },
-    # routes: fast_path dispatches the chat route before FastAPI's stack (issue 24 reviews it).
-    "http": {"completion", "errors", "metrics", "routes", "services", "settings", "wire"},
+    "http": {"completion", "errors", "metrics", "services", "settings", "wire"},
     "services": {"capture", "completion", "http", "metrics", "responders", "settings"},
     "routes": {
         "capture",

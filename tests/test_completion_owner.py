@@ -14,6 +14,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 from starlette.requests import Request
 from starlette.types import Message
@@ -24,7 +25,9 @@ from server.completion.preparation import Prepared, prepare
 from server.errors import UpstreamUnreachableError
 from server.services import Services, services
 from tests.conftest import make_settings
+from tests.live import running_server
 
+SCOPE = {"type": "http", "method": "POST"}  # what the response sees of the request
 BODY = {"model": "echo", "messages": [{"role": "user", "content": "one two three four"}]}
 
 
@@ -114,7 +117,7 @@ def test_a_stream_that_runs_to_its_end_releases_everything_once() -> None:
         completion = await opened(app_services, app, {**BODY, "stream": True})
         assert app_services.gate.active == 1  # the slot is held from `open` on
         client = Client()
-        await completion.respond({"type": "http"}, client.receive, client.send)
+        await completion.respond(SCOPE, client.receive, client.send)
         assert client.body().endswith(b"data: [DONE]\n\n")
         assert b"four" in client.body()
         await released(app_services, before)
@@ -127,7 +130,7 @@ def test_a_non_streamed_reply_releases_everything_once() -> None:
         before = completions_counted(app_services)
         completion = await opened(app_services, app, BODY)
         client = Client()
-        await completion.respond({"type": "http"}, client.receive, client.send)
+        await completion.respond(SCOPE, client.receive, client.send)
         reply = json.loads(client.body())
         assert "one two three four" in reply["choices"][0]["message"]["content"]
         await released(app_services, before)
@@ -143,7 +146,7 @@ def test_an_http_error_before_the_first_byte_releases_everything_once() -> None:
         completion = await opened(app_services, app, {**BODY, "model": "m", "stream": True})
         client = Client()
         with pytest.raises(UpstreamUnreachableError):
-            await completion.respond({"type": "http"}, client.receive, client.send)
+            await completion.respond(SCOPE, client.receive, client.send)
         assert client.sent == []  # nothing went out: the handler can still send the error
         await released(app_services, before)
 
@@ -157,7 +160,7 @@ def test_a_client_that_leaves_mid_stream_releases_everything_once() -> None:
         body = {**BODY, "stream": True, "messages": [{"role": "user", "content": words}]}
         completion = await opened(app_services, app, body)
         client = Client(leave_after=2)
-        await completion.respond({"type": "http"}, client.receive, client.send)  # a normal end
+        await completion.respond(SCOPE, client.receive, client.send)  # a normal end
         assert b"[DONE]" not in client.body()
         assert completion.record.outcome == "cancelled"
         await released(app_services, before)
@@ -172,9 +175,7 @@ def test_cancellation_from_outside_is_re_raised_after_the_release() -> None:
         body = {**BODY, "stream": True, "messages": [{"role": "user", "content": words}]}
         completion = await opened(app_services, app, body)
         client = Client()
-        task = asyncio.ensure_future(
-            completion.respond({"type": "http"}, client.receive, client.send)
-        )
+        task = asyncio.ensure_future(completion.respond(SCOPE, client.receive, client.send))
         await client.streaming.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -192,3 +193,28 @@ def test_a_failed_preparation_releases_the_slot_and_registers_nothing() -> None:
         assert not app_services.conversations._all
 
     run({}, scenario)
+
+
+@pytest.mark.parametrize("cors", [[], ["https://app.example"]])
+def test_the_completion_route_is_one_path_with_cors_on_or_off(cors: list[str]) -> None:
+    # There used to be a second dispatch for this route that CORS switched off; now every
+    # configuration takes FastAPI's route and sse-starlette's response: same frames, headers.
+    settings = make_settings(cors_origins=cors, allowed_hosts=["127.0.0.1"])
+    with (
+        running_server(settings) as base,
+        httpx.stream(
+            "POST",
+            base + "/v1/chat/completions",
+            json={**BODY, "stream": True},
+            headers={"origin": "https://app.example"},
+            timeout=20,
+        ) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["x-request-id"]
+        allowed = response.headers.get("access-control-allow-origin")
+        assert allowed == ("https://app.example" if cors else None)
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    assert "four" in "".join(lines)

@@ -8,18 +8,20 @@ completion is answered by `respond`, an ASGI call that
 - builds the event chain in one method, `_head`: the source (Tavus' configuration check, a twin's
   read of the identical request in flight, a shared leader's read, or the responder's own
   stream) → the spoken fallback when the source fails before its first event → the emotion tag;
-- writes it: SSE frames (server/completion/streaming.py, server/wire/sse_response.py), or one
-  JSON completion;
+- writes it: SSE frames (server/completion/streaming.py) through sse-starlette's response
+  (server/wire/sse_response.py), or one JSON completion;
 - releases everything in one `finally`, however the request ends (a reply that ran to its end,
   an HTTP error before the first byte, a client that left, a shutdown): the upstream iterator,
   the sharing hold, the control, the slot, the record's log line, the capture.
 
 Per token, a streamed reply passes through the source's generator, the emotion tag's (only
-under Tavus' Phoenix-4 rule) and the one that writes chunks — nothing else.
+under Tavus' Phoenix-4 rule) and the one that writes chunks, then sse-starlette's send — where
+there were six nested generators, each with its own `finally`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -47,12 +49,12 @@ from server.completion.streaming import (
     word_events,
 )
 from server.errors import APIError, SupersededError
-from server.http.disconnect import until_disconnected
+from server.http.disconnect import until_disconnected, wait_unless_disconnected
 from server.http.observability import CONVERSATION_ID, log_safe
 from server.responders.base import CompletionJob, ResponseEvent, close_events
 from server.services import Services
 from server.wire.chunks import ChunkEncoder
-from server.wire.sse_response import SSEResponse
+from server.wire.sse_response import SendTimeoutError, event_stream, stop_pings
 
 logger = logging.getLogger(__name__)
 CONFIG_CHECK_ID = "tavus-openai-compat-test"  # observed from a public integration's live call
@@ -172,6 +174,7 @@ class Completion:
             self._captured = CaptureContext(facts.headers, prepared)
         self._source: AsyncIterator[ResponseEvent] | None = None
         self._tagged: AsyncIterator[ResponseEvent] | None = None
+        self._first: asyncio.Future[Head] | None = None
 
     @classmethod
     async def open(
@@ -209,10 +212,14 @@ class Completion:
                 )
                 await JSONResponse(await until_disconnected(receive, reply))(scope, receive, send)
                 return
+            include_usage = self.prepared.completion_request.include_usage
             if settings.fallback_text:
-                # Start streaming at once: keep-alives flow while the upstream thinks, and a
-                # failure before the first token becomes the spoken fallback line.
-                head = self._head(fallback=True)
+                # The response starts at once if the first event is slow (keep-alives flow
+                # while the upstream thinks), else with it: then a fallback spoken for an upstream
+                # that failed before its first token is known, and marked in a header too.
+                first = self._first = asyncio.ensure_future(self._head(fallback=True))
+                await wait_unless_disconnected(receive, first, settings.keepalive_seconds)
+                head: Awaitable[Head] = first
             else:  # wait for the first event now, so a failure can still be an HTTP error
                 try:
                     head = _resolved(await until_disconnected(receive, self._head(False)))
@@ -220,15 +227,21 @@ class Completion:
                     message = error.message if isinstance(error, APIError) else None
                     self.record.ended_by(error, message)
                     raise
-            frames = stream_chunks(
-                head, self.encoder, self.prepared.completion_request.include_usage, self.record
-            )
-            await SSEResponse(
-                frames,
+            response = event_stream(
+                stream_chunks(
+                    head, self.encoder, include_usage, self.record, lambda: stop_pings(response)
+                ),
                 keepalive=settings.keepalive_seconds,
                 send_timeout=settings.send_timeout_seconds,
-                late_headers=lambda: fallback_headers(self.record.fallback),
-            )(scope, receive, send)
+                shutdown_grace=settings.shutdown_grace_seconds + 1.0,
+                headers=fallback_headers(self.record.fallback),
+            )
+            try:
+                await response(scope, receive, send)
+            except SendTimeoutError:
+                logger.warning(
+                    "client stopped reading for %ss; closing its stream", response.send_timeout
+                )
         finally:
             await self._release()
 
@@ -278,6 +291,8 @@ class Completion:
         return events
 
     async def _release(self) -> None:
+        if self._first is not None and not self._first.done():
+            self._first.cancel()  # nobody will read it: stop the upstream request now
         try:
             for events in (self._tagged, self._source):
                 if events is not None:

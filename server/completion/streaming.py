@@ -11,7 +11,7 @@ upstream work stops; the owner (server/completion/lifecycle.py) releases the res
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from server.completion.fallback_marker import fallback_frame
@@ -49,9 +49,14 @@ async def head_of(events: AsyncIterator[ResponseEvent]) -> Head:
 
 
 async def stream_chunks(
-    head: Awaitable[Head], encoder: ChunkEncoder, include_usage: bool, record: CompletionRecord
+    head: Awaitable[Head],
+    encoder: ChunkEncoder,
+    include_usage: bool,
+    record: CompletionRecord,
+    before_done: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[bytes]:
     """SSE bytes for a streamed completion (see module docstring); `DONE_FRAME` is the last.
+    `before_done` runs right before it (the response stops its keep-alives there).
 
     `head` is awaited inside the stream, so a slow first event costs no keep-alive; the events
     are read directly, one generator per token (the owner builds the chain in
@@ -61,33 +66,35 @@ async def stream_chunks(
     usage: dict[str, Any] | None = None
     rest: AsyncIterator[ResponseEvent] | None = None
 
-    def chunk(event: ResponseEvent) -> Iterator[bytes]:
+    def chunk(event: ResponseEvent) -> bytes | None:
+        """The frame for `event` (None: nothing to send), a plain call: no generator per token."""
         nonlocal role_sent, finished, usage
         if event.usage is not None:
             usage = event.usage
         if record.capturing and not finished:
             record.capture_event(event)
         if finished or (event.delta is None and event.finish_reason is None):
-            return
+            return None
         delta = event.delta or {}
+        marker = b""
         if not role_sent:
             delta = {"role": "assistant", **delta}
             role_sent = True
             if record.fallback is not None:  # said before the reply, for developers
-                yield fallback_frame(record.fallback)
+                marker = fallback_frame(record.fallback)
         if event.delta:
             record.token_sent()
-        yield data_event(encoder.choice(delta, event.finish_reason))
         finished = event.finish_reason is not None
+        return marker + data_event(encoder.choice(delta, event.finish_reason))
 
     try:
         try:
             first, rest = await head
             if first is not None:
-                for frame in chunk(first):
+                if (frame := chunk(first)) is not None:
                     yield frame
                 async for event in rest:
-                    for frame in chunk(event):
+                    if (frame := chunk(event)) is not None:
                         yield frame
             if not finished:
                 yield data_event(encoder.choice({} if role_sent else {"role": "assistant"}, "stop"))
@@ -107,6 +114,7 @@ async def stream_chunks(
             record.outcome, record.error = Outcome.FAILED, "internal error"
             body = APIError("The server had an error while streaming.").body()
             yield data_event(compact_json(body))
+        before_done()
         yield DONE_FRAME
     except BaseException as error:
         record.ended_by(error)
