@@ -185,6 +185,31 @@ def test_cancellation_from_outside_is_re_raised_after_the_release() -> None:
     run({"echo_word_delay_ms": 5}, scenario)
 
 
+def test_an_identical_request_opened_before_the_first_responds_joins_it() -> None:
+    # The leader's shared generation is registered when it opens, not when it starts
+    # responding: an identical request arriving in between is its twin, and supersedes nothing
+    # (it did, and both streams ended differently, when the source was chosen in `respond`).
+    async def scenario(app_services: Services, app: Any) -> None:
+        body = {**BODY, "stream": True}
+        leader = await opened(app_services, app, body)
+        twin = await opened(app_services, app, body)
+        assert leader.shared is not None and twin.twin_of is leader.shared
+        clients = [Client(), Client()]
+        await asyncio.gather(
+            *(
+                c.respond(SCOPE, k.receive, k.send)
+                for c, k in zip((leader, twin), clients, strict=True)
+            )
+        )
+        for client in clients:
+            assert client.body().endswith(b"data: [DONE]\n\n")
+            assert b"four" in client.body() and b"superseded" not in client.body()
+        assert twin.record.shared and not leader.record.shared
+        assert app_services.gate.active == 0
+
+    run({"share_identical_requests": True}, scenario)
+
+
 def test_a_failed_preparation_releases_the_slot_and_registers_nothing() -> None:
     async def scenario(app_services: Services, app: Any) -> None:
         with pytest.raises(Exception, match="messages"):

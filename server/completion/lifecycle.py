@@ -172,7 +172,9 @@ class Completion:
         if services.capture is not None:
             self.record.capturing = True
             self._captured = CaptureContext(facts.headers, prepared)
-        self._source: AsyncIterator[ResponseEvent] | None = None
+        # Chosen now, before anything awaits: a leader's shared generation is registered before
+        # an identical request can arrive (it joins as a twin instead of superseding this one).
+        self._source = self._start_source()
         self._tagged: AsyncIterator[ResponseEvent] | None = None
         self._first: asyncio.Future[Head] | None = None
 
@@ -247,7 +249,7 @@ class Completion:
 
     async def _head(self, fallback: bool) -> Head:
         """The event chain, built here and nowhere else: source → fallback → emotion tag."""
-        source = self._source = self._start_source()
+        source = self._source
         try:
             first, rest = await head_of(source)
         except SupersededError:
@@ -294,9 +296,9 @@ class Completion:
         if self._first is not None and not self._first.done():
             self._first.cancel()  # nobody will read it: stop the upstream request now
         try:
-            for events in (self._tagged, self._source):
-                if events is not None:
-                    await close_events(events)  # stops the upstream read at once
+            if self._tagged is not None:
+                await close_events(self._tagged)
+            await close_events(self._source)  # stops the upstream read at once
         finally:
             generation = self.shared or self.twin_of
             if generation is not None:
