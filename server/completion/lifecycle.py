@@ -54,6 +54,7 @@ from server.http.observability import CONVERSATION_ID, log_safe
 from server.responders.base import CompletionJob, ResponseEvent, close_events
 from server.services import Services
 from server.wire.chunks import ChunkEncoder
+from server.wire.sse import KEEPALIVE_FRAME
 from server.wire.sse_response import SendTimeoutError, event_stream, stop_pings
 
 logger = logging.getLogger(__name__)
@@ -215,23 +216,19 @@ class Completion:
                 await JSONResponse(await until_disconnected(receive, reply))(scope, receive, send)
                 return
             include_usage = self.prepared.completion_request.include_usage
-            if settings.fallback_text:
-                # The response starts at once if the first event is slow (keep-alives flow
-                # while the upstream thinks), else with it: then a fallback spoken for an upstream
-                # that failed before its first token is known, and marked in a header too.
-                first = self._first = asyncio.ensure_future(self._head(fallback=True))
-                await wait_unless_disconnected(receive, first, settings.keepalive_seconds)
-                head: Awaitable[Head] = first
-            else:  # wait for the first event now, so a failure can still be an HTTP error
-                try:
-                    head = _resolved(await until_disconnected(receive, self._head(False)))
-                except BaseException as error:
-                    message = error.message if isinstance(error, APIError) else None
-                    self.record.ended_by(error, message)
-                    raise
+            try:  # before the response starts: an error here is answered as an HTTP error
+                head, opening = await self._first_event(receive)
+            except BaseException as error:
+                self.record.ended_by(error, error.message if isinstance(error, APIError) else None)
+                raise
             response = event_stream(
                 stream_chunks(
-                    head, self.encoder, include_usage, self.record, lambda: stop_pings(response)
+                    head,
+                    self.encoder,
+                    include_usage,
+                    self.record,
+                    lambda: stop_pings(response),
+                    opening,
                 ),
                 keepalive=settings.keepalive_seconds,
                 send_timeout=settings.send_timeout_seconds,
@@ -246,6 +243,20 @@ class Completion:
                 )
         finally:
             await self._release()
+
+    async def _first_event(self, receive: Receive) -> tuple[Awaitable[Head], bytes]:
+        """The reply's head, and what the stream opens with, when the response may start."""
+        keepalive = self.services.settings.keepalive_seconds
+        if not self.services.settings.fallback_text:
+            # Wait for the first event now, so a failure can still be an HTTP error.
+            return _resolved(await until_disconnected(receive, self._head(False))), b""
+        # The response starts with the first event if it comes within a keep-alive interval:
+        # then a fallback spoken for an upstream that failed before its first token is known,
+        # and marked in a header too. If not, it starts with a keep-alive (sse-starlette's own
+        # follow every interval from then on).
+        first = self._first = asyncio.ensure_future(self._head(fallback=True))
+        await wait_unless_disconnected(receive, first, keepalive)
+        return first, b"" if first.done() else KEEPALIVE_FRAME
 
     async def _head(self, fallback: bool) -> Head:
         """The event chain, built here and nowhere else: source → fallback → emotion tag."""

@@ -54,9 +54,11 @@ async def stream_chunks(
     include_usage: bool,
     record: CompletionRecord,
     before_done: Callable[[], None] = lambda: None,
+    opening: bytes = b"",
 ) -> AsyncIterator[bytes]:
     """SSE bytes for a streamed completion (see module docstring); `DONE_FRAME` is the last.
-    `before_done` runs right before it (the response stops its keep-alives there).
+    `before_done` runs right before it (the response stops its keep-alives there); `opening`
+    goes first (a keep-alive when the response starts before the first event is known).
 
     `head` is awaited inside the stream, so a slow first event costs no keep-alive; the events
     are read directly, one generator per token (the owner builds the chain in
@@ -89,6 +91,8 @@ async def stream_chunks(
 
     try:
         try:
+            if opening:
+                yield opening
             first, rest = await head
             if first is not None:
                 if (frame := chunk(first)) is not None:
