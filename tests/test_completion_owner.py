@@ -29,6 +29,11 @@ from tests.live import running_server
 
 SCOPE = {"type": "http", "method": "POST"}  # what the response sees of the request
 BODY = {"model": "echo", "messages": [{"role": "user", "content": "one two three four"}]}
+LONG_STREAM = {  # 200 words, echoed one by one: still streaming when the test acts
+    **BODY,
+    "stream": True,
+    "messages": [{"role": "user", "content": " ".join(f"w{i}" for i in range(200))}],
+}
 
 
 def completions_counted(app_services: Services) -> float:
@@ -156,9 +161,7 @@ def test_an_http_error_before_the_first_byte_releases_everything_once() -> None:
 def test_a_client_that_leaves_mid_stream_releases_everything_once() -> None:
     async def scenario(app_services: Services, app: Any) -> None:
         before = completions_counted(app_services)
-        words = " ".join(f"w{i}" for i in range(200))
-        body = {**BODY, "stream": True, "messages": [{"role": "user", "content": words}]}
-        completion = await opened(app_services, app, body)
+        completion = await opened(app_services, app, LONG_STREAM)
         client = Client(leave_after=2)
         await completion.respond(SCOPE, client.receive, client.send)  # a normal end
         assert b"[DONE]" not in client.body()
@@ -171,9 +174,7 @@ def test_a_client_that_leaves_mid_stream_releases_everything_once() -> None:
 def test_cancellation_from_outside_is_re_raised_after_the_release() -> None:
     async def scenario(app_services: Services, app: Any) -> None:
         before = completions_counted(app_services)
-        words = " ".join(f"w{i}" for i in range(200))
-        body = {**BODY, "stream": True, "messages": [{"role": "user", "content": words}]}
-        completion = await opened(app_services, app, body)
+        completion = await opened(app_services, app, LONG_STREAM)
         client = Client()
         task = asyncio.ensure_future(completion.respond(SCOPE, client.receive, client.send))
         await client.streaming.wait()
