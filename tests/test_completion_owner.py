@@ -25,7 +25,7 @@ from server.completion.preparation import Prepared, prepare
 from server.errors import UpstreamUnreachableError
 from server.services import Services, services
 from tests.conftest import make_settings
-from tests.live import running_server
+from tests.live import live_server
 
 SCOPE = {"type": "http", "method": "POST"}  # what the response sees of the request
 BODY = {"model": "echo", "messages": [{"role": "user", "content": "one two three four"}]}
@@ -223,24 +223,30 @@ def test_a_failed_preparation_releases_the_slot_and_registers_nothing() -> None:
 
 @pytest.mark.parametrize("cors", [[], ["https://app.example"]])
 def test_the_completion_route_is_one_path_with_cors_on_or_off(cors: list[str]) -> None:
-    # There used to be a second dispatch for this route that CORS switched off; now every
-    # configuration takes FastAPI's route and sse-starlette's response: same frames, headers.
+    # CORS used to switch the route's dispatch before FastAPI off, leaving a second, untested
+    # path; now that dispatch carries the route in every configuration, CORS in its chain.
     settings = make_settings(cors_origins=cors, allowed_hosts=["127.0.0.1"])
-    with (
-        running_server(settings) as base,
-        httpx.stream(
+    with live_server(settings) as server:
+        assert server.app.fast_chat is not None  # type: ignore[attr-defined]
+        with httpx.stream(
             "POST",
-            base + "/v1/chat/completions",
+            server.url + "/v1/chat/completions",
             json={**BODY, "stream": True},
             headers={"origin": "https://app.example"},
             timeout=20,
-        ) as response,
-    ):
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        assert response.headers["x-request-id"]
-        allowed = response.headers.get("access-control-allow-origin")
-        assert allowed == ("https://app.example" if cors else None)
-        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
-    assert lines[-1] == "data: [DONE]"
-    assert "four" in "".join(lines)
+        ) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["x-request-id"]
+            allowed = response.headers.get("access-control-allow-origin")
+            assert allowed == ("https://app.example" if cors else None)
+            lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+        assert lines[-1] == "data: [DONE]"
+        assert "four" in "".join(lines)
+        refused = httpx.post(
+            server.url + "/v1/chat/completions",
+            content=b"{",
+            headers={"origin": "https://app.example", "content-type": "application/json"},
+        )
+        assert refused.status_code == 400 and refused.headers["x-request-id"]
+        assert refused.headers.get("access-control-allow-origin") == allowed
