@@ -40,9 +40,9 @@ def fallback_reason(error: APIError) -> str:
     return "upstream error"
 
 
-def fallback_headers(reason: str | None) -> dict[str, str]:
+def fallback_headers(reason: str | None) -> list[tuple[bytes, bytes]]:
     """The response header marking a fallback reply (none when the reply is the model's)."""
-    return {} if reason is None else {FALLBACK_HEADER: reason}
+    return [] if reason is None else [(FALLBACK_HEADER.encode(), reason.encode("ascii"))]
 
 
 def fallback_frame(reason: str) -> bytes:

@@ -8,20 +8,19 @@ completion is answered by `respond`, an ASGI call that
 - builds the event chain in one method, `_head`: the source (Tavus' configuration check, a twin's
   read of the identical request in flight, a shared leader's read, or the responder's own
   stream) → the spoken fallback when the source fails before its first event → the emotion tag;
-- writes it: SSE frames (server/completion/streaming.py) through sse-starlette's response
-  (server/wire/sse_response.py), or one JSON completion;
+- writes it: SSE frames (server/completion/streaming.py, server/wire/sse_response.py), or one
+  JSON completion;
 - releases everything in one `finally`, however the request ends (a reply that ran to its end,
   an HTTP error before the first byte, a client that left, a shutdown): the upstream iterator,
   the sharing hold, the control, the slot, the record's log line, the capture.
 
 Per token, a streamed reply passes through the source's generator, the emotion tag's (only
-under Tavus' Phoenix-4 rule) and the one that writes chunks, then sse-starlette's send — where
-there were six nested generators, each with its own `finally`.
+under Tavus' Phoenix-4 rule) and the one that writes chunks, then the response's send loop —
+where there were six nested generators, each with its own `finally`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -49,13 +48,12 @@ from server.completion.streaming import (
     word_events,
 )
 from server.errors import APIError, SupersededError
-from server.http.disconnect import until_disconnected, wait_unless_disconnected
+from server.http.disconnect import until_disconnected
 from server.http.observability import CONVERSATION_ID, log_safe
 from server.responders.base import CompletionJob, ResponseEvent, close_events
 from server.services import Services
 from server.wire.chunks import ChunkEncoder
-from server.wire.sse import KEEPALIVE_FRAME
-from server.wire.sse_response import SendTimeoutError, event_stream, stop_pings
+from server.wire.sse_response import SSEResponse
 
 logger = logging.getLogger(__name__)
 CONFIG_CHECK_ID = "tavus-openai-compat-test"  # observed from a public integration's live call
@@ -177,7 +175,6 @@ class Completion:
         # an identical request can arrive (it joins as a twin instead of superseding this one).
         self._source = self._start_source()
         self._tagged: AsyncIterator[ResponseEvent] | None = None
-        self._first: asyncio.Future[Head] | None = None
 
     @classmethod
     async def open(
@@ -216,47 +213,26 @@ class Completion:
                 await JSONResponse(await until_disconnected(receive, reply))(scope, receive, send)
                 return
             include_usage = self.prepared.completion_request.include_usage
-            try:  # before the response starts: an error here is answered as an HTTP error
-                head, opening = await self._first_event(receive)
-            except BaseException as error:
-                self.record.ended_by(error, error.message if isinstance(error, APIError) else None)
-                raise
-            response = event_stream(
-                stream_chunks(
-                    head,
-                    self.encoder,
-                    include_usage,
-                    self.record,
-                    lambda: stop_pings(response),
-                    opening,
-                ),
+            if settings.fallback_text:
+                # Start streaming at once: keep-alives flow while the upstream thinks, and a
+                # failure before the first token becomes the spoken fallback line.
+                head = self._head(fallback=True)
+            else:  # wait for the first event now, so a failure can still be an HTTP error
+                try:
+                    head = _resolved(await until_disconnected(receive, self._head(False)))
+                except BaseException as error:
+                    message = error.message if isinstance(error, APIError) else None
+                    self.record.ended_by(error, message)
+                    raise
+            frames = stream_chunks(head, self.encoder, include_usage, self.record)
+            await SSEResponse(
+                frames,
                 keepalive=settings.keepalive_seconds,
                 send_timeout=settings.send_timeout_seconds,
-                shutdown_grace=settings.shutdown_grace_seconds + 1.0,
-                headers=fallback_headers(self.record.fallback),
-            )
-            try:
-                await response(scope, receive, send)
-            except SendTimeoutError:
-                logger.warning(
-                    "client stopped reading for %ss; closing its stream", response.send_timeout
-                )
+                late_headers=lambda: fallback_headers(self.record.fallback),
+            )(scope, receive, send)
         finally:
             await self._release()
-
-    async def _first_event(self, receive: Receive) -> tuple[Awaitable[Head], bytes]:
-        """The reply's head, and what the stream opens with, when the response may start."""
-        keepalive = self.services.settings.keepalive_seconds
-        if not self.services.settings.fallback_text:
-            # Wait for the first event now, so a failure can still be an HTTP error.
-            return _resolved(await until_disconnected(receive, self._head(False))), b""
-        # The response starts with the first event if it comes within a keep-alive interval:
-        # then a fallback spoken for an upstream that failed before its first token is known,
-        # and marked in a header too. If not, it starts with a keep-alive (sse-starlette's own
-        # follow every interval from then on).
-        first = self._first = asyncio.ensure_future(self._head(fallback=True))
-        await wait_unless_disconnected(receive, first, keepalive)
-        return first, b"" if first.done() else KEEPALIVE_FRAME
 
     async def _head(self, fallback: bool) -> Head:
         """The event chain, built here and nowhere else: source → fallback → emotion tag."""
@@ -304,8 +280,6 @@ class Completion:
         return events
 
     async def _release(self) -> None:
-        if self._first is not None and not self._first.done():
-            self._first.cancel()  # nobody will read it: stop the upstream request now
         try:
             if self._tagged is not None:
                 await close_events(self._tagged)

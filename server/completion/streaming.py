@@ -11,7 +11,7 @@ upstream work stops; the owner (server/completion/lifecycle.py) releases the res
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from server.completion.fallback_marker import fallback_frame
@@ -53,12 +53,8 @@ async def stream_chunks(
     encoder: ChunkEncoder,
     include_usage: bool,
     record: CompletionRecord,
-    before_done: Callable[[], None] = lambda: None,
-    opening: bytes = b"",
 ) -> AsyncIterator[bytes]:
     """SSE bytes for a streamed completion (see module docstring); `DONE_FRAME` is the last.
-    `before_done` runs right before it (the response stops its keep-alives there); `opening`
-    goes first (a keep-alive when the response starts before the first event is known).
 
     `head` is awaited inside the stream, so a slow first event costs no keep-alive; the events
     are read directly, one generator per token (the owner builds the chain in
@@ -91,8 +87,6 @@ async def stream_chunks(
 
     try:
         try:
-            if opening:
-                yield opening
             first, rest = await head
             if first is not None:
                 if (frame := chunk(first)) is not None:
@@ -118,7 +112,6 @@ async def stream_chunks(
             record.outcome, record.error = Outcome.FAILED, "internal error"
             body = APIError("The server had an error while streaming.").body()
             yield data_event(compact_json(body))
-        before_done()
         yield DONE_FRAME
     except BaseException as error:
         record.ended_by(error)

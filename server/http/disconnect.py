@@ -1,10 +1,9 @@
 """Noticing a client that leaves before our response has started.
 
-Once streaming, sse-starlette's response watches for `http.disconnect` and cancels the stream.
-Before that (waiting for the upstream's first token, or for a whole non-streamed reply) nothing
-is reading the ASGI `receive` channel, so `until_disconnected` races the work against it and
-cancels the work the moment the client goes; `wait_unless_disconnected` waits a while for a task
-that goes on afterwards. Plain ASGI only: Starlette's `BaseHTTPMiddleware`
+Once streaming, `SSEResponse` watches for `http.disconnect` and cancels the stream. Before that
+(waiting for the upstream's first token, or for a whole non-streamed reply) nothing is reading
+the ASGI `receive` channel, so `until_disconnected` races the work against it and cancels the
+work the moment the client goes. Plain ASGI only: Starlette's `BaseHTTPMiddleware`
 would hide the disconnect.
 """
 
@@ -13,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from starlette.types import Receive
 
@@ -45,20 +44,3 @@ async def until_disconnected(receive: Receive, work: Awaitable[T]) -> T:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     raise ClientDisconnectedError("The client closed the connection.")
-
-
-async def wait_unless_disconnected(
-    receive: Receive, task: asyncio.Future[T], patience: float
-) -> None:
-    """Wait up to `patience` seconds for `task` (it goes on afterwards if not done); if the
-    client leaves first, cancel `task` and raise `ClientDisconnectedError`."""
-    watcher = asyncio.ensure_future(_disconnected(receive))
-    try:
-        both: set[asyncio.Future[Any]] = {task, watcher}
-        await asyncio.wait(both, timeout=patience, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        left = watcher.done() and not watcher.cancelled()
-        watcher.cancel()
-    if left and not task.done():
-        task.cancel()
-        raise ClientDisconnectedError("The client closed the connection.")
