@@ -69,7 +69,9 @@ async def opened(
 class Client:
     """An ASGI peer: records what is sent; `leave_after` body frames, it disconnects."""
 
-    def __init__(self, leave_after: int | None = None) -> None:
+    def __init__(self, leave_after: int | None = None, services: Services | None = None) -> None:
+        self.services = services
+        self.slots_at_end: int | None = None  # slots held when the reply's last write came
         self.sent: list[Message] = []
         self.leave_after = leave_after
         self.left = asyncio.Event()
@@ -81,6 +83,9 @@ class Client:
 
     async def send(self, message: Message) -> None:
         self.sent.append(message)
+        last = message["type"] == "http.response.body" and not message.get("more_body", False)
+        if last and self.services is not None:
+            self.slots_at_end = self.services.gate.active
         bodies = [m for m in self.sent if m["type"] == "http.response.body" and m["body"]]
         if bodies:
             self.streaming.set()
@@ -121,8 +126,9 @@ def test_a_stream_that_runs_to_its_end_releases_everything_once() -> None:
         before = completions_counted(app_services)
         completion = await opened(app_services, app, {**BODY, "stream": True})
         assert app_services.gate.active == 1  # the slot is held from `open` on
-        client = Client()
+        client = Client(services=app_services)
         await completion.respond(SCOPE, client.receive, client.send)
+        assert client.slots_at_end == 0  # released before the client is told the reply ended
         assert client.body().endswith(b"data: [DONE]\n\n")
         assert b"four" in client.body()
         await released(app_services, before)
@@ -134,8 +140,9 @@ def test_a_non_streamed_reply_releases_everything_once() -> None:
     async def scenario(app_services: Services, app: Any) -> None:
         before = completions_counted(app_services)
         completion = await opened(app_services, app, BODY)
-        client = Client()
+        client = Client(services=app_services)
         await completion.respond(SCOPE, client.receive, client.send)
+        assert client.slots_at_end == 0  # released before the client has its answer
         reply = json.loads(client.body())
         assert "one two three four" in reply["choices"][0]["message"]["content"]
         await released(app_services, before)

@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -203,16 +204,19 @@ class Completion:
         )
 
     async def respond(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer the request, then release everything: the one exit path."""
+        """Answer the request, then release everything: the one exit path. The reply's last
+        write (the JSON body, or the end of the stream) follows the release, so a client that
+        has its answer finds the slot free, as a test or a load balancer expects."""
         settings = self.services.settings
+        last_write: Callable[[], Awaitable[None]] | None = None
         try:
             if not self.prepared.completion_request.stream:
                 reply = collect_completion(
                     self._head(fallback=False), self.encoder, self.record, settings.max_reply_chars
                 )
-                await JSONResponse(await until_disconnected(receive, reply))(scope, receive, send)
+                answer = JSONResponse(await until_disconnected(receive, reply))
+                last_write = partial(answer, scope, receive, send)
                 return
-            include_usage = self.prepared.completion_request.include_usage
             if settings.fallback_text:
                 # Start streaming at once: keep-alives flow while the upstream thinks, and a
                 # failure before the first token becomes the spoken fallback line.
@@ -224,15 +228,19 @@ class Completion:
                     message = error.message if isinstance(error, APIError) else None
                     self.record.ended_by(error, message)
                     raise
-            frames = stream_chunks(head, self.encoder, include_usage, self.record)
-            await SSEResponse(
-                frames,
+            include_usage = self.prepared.completion_request.include_usage
+            response = SSEResponse(
+                stream_chunks(head, self.encoder, include_usage, self.record),
                 keepalive=settings.keepalive_seconds,
                 send_timeout=settings.send_timeout_seconds,
                 late_headers=lambda: fallback_headers(self.record.fallback),
-            )(scope, receive, send)
+            )
+            if await response.stream(receive, send):
+                last_write = partial(response.end, send)
         finally:
             await self._release()
+            if last_write is not None:
+                await last_write()
 
     async def _head(self, fallback: bool) -> Head:
         """The event chain, built here and nowhere else: source → fallback → emotion tag."""

@@ -63,6 +63,13 @@ class SSEResponse(Response):
         self._start_lock = asyncio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if await self.stream(receive, send):
+            await self.end(send)
+
+    async def stream(self, receive: Receive, send: Send) -> bool:
+        """Write every frame (with keep-alives while quiet), but not the end of the body: True
+        when the stream ran to its end and `end` should follow. The completion's owner releases
+        what it holds in between, so a client that sees the end finds it released."""
         streaming = asyncio.current_task()
         assert streaming is not None
         try:
@@ -83,7 +90,7 @@ class SSEResponse(Response):
                         await asyncio.sleep(0)
                 self.ending = True
                 await self._start(send)
-                await self._send(send, _body(b"", more=False))
+                return True
             finally:
                 watcher.cancel()
         except asyncio.CancelledError:
@@ -91,10 +98,21 @@ class SSEResponse(Response):
                 raise
             streaming.uncancel()  # we cancelled ourselves because the client left: a normal end
         except TimeoutError:
-            logger.warning("client stopped reading for %ss; closing its stream", self.send_timeout)
+            self._stopped_reading()
         finally:
             await close_events(self.frames)  # stops the upstream read, however the send ended
             self.on_close()
+        return False
+
+    async def end(self, send: Send) -> None:
+        """The end of the body, after the last frame."""
+        try:
+            await self._send(send, _body(b"", more=False))
+        except TimeoutError:
+            self._stopped_reading()
+
+    def _stopped_reading(self) -> None:
+        logger.warning("client stopped reading for %ss; closing its stream", self.send_timeout)
 
     async def _start(self, send: Send) -> None:
         """Send the status and headers once, just before the first frame or keep-alive: by then
