@@ -8,10 +8,10 @@ between (Starlette's error and exception middlewares, FastAPI's body-limit, tele
 stack middlewares, the router's regex matching, the request/response wrappers), each of which
 also wraps every `send` of the stream. On an idle server that stack cost ~0.4 ms of time to first
 token (benchmarks/relay_latency.py). Issue 24 measured it again beside FastAPI's own route in
-the same runs: the framework's stack cost +0.17 to +2.3 ms p50 (median +0.96, 4 runs) for the
-short body on a busy 2-core machine, so it stays; it is the only path for this route in every
-configuration — with CORS configured, the same CORS middleware is in the chain
-(`cors_options` is the one place its options are set).
+the same runs: the framework's stack cost +0.17 to +2.29 ms p50 (median +1.51, 6 runs) and a
+median 12 % more CPU per request for the short body on a busy 2-core machine, so it stays. It
+is the only path for this route in every configuration — with CORS configured, the same CORS
+middleware is in the chain (`cors_options` is the one place its options are set).
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ has its own deadline, so a client that stops reading is dropped after `send_time
 
 Why not sse-starlette's `EventSourceResponse` (the brief's stock part): measured beside it in the
 same runs of benchmarks/relay_latency.py (issue 24; short body, 1 stream, idle 50 ms before each
-request, a busy 2-core machine), it took 0.73 ms p50 and 11 % CPU per request less (medians of
-5 runs; spread -0.54 to +3.2 ms and -4 to +12 %); written alone, a frame costs 7-14 µs here
+request, a busy 2-core machine), it took 1.03 ms p50 and 12 % CPU per request less (medians of
+6 runs; spread -0.54 to +3.21 ms and -4 to +12 %); written alone, a frame costs 7-14 µs here
 against 20-25 µs through sse-starlette's task group of four and its cancel scope per send.
 Frames are written as whole `transport.write`s either way, so a keep-alive never splits an event.
 It is a plain subclass: Starlette's `Response.__init__` sets the status, media type and headers.
