@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from server.completion.record import CompletionRecord
-from server.completion.streaming import collect_completion, stream_chunks
+from server.completion.streaming import collect_completion, head_of, stream_chunks
 from server.errors import UpstreamError
 from server.responders.base import ResponseEvent
 from server.wire.chunks import ChunkEncoder
@@ -51,14 +51,12 @@ def run_stream(
     script = Script(events)
     encoder = ChunkEncoder(model="m", completion_id="chatcmpl-t", created=1)
 
-    ended: list[bool] = []
-
     async def collect() -> list[bytes]:
-        stream = stream_chunks(script, encoder, include_usage, record(), lambda: ended.append(True))
+        stream = stream_chunks(head_of(script), encoder, include_usage, record())
         return [frame async for frame in stream]
 
     frames = asyncio.run(collect())
-    assert ended == [True]
+    assert script.closed  # the events are closed however the stream ends
     assert all(f.startswith(b"data: ") and f.endswith(b"\n\n") for f in frames)
     assert frames[-1] == b"data: [DONE]\n\n"
     return [json.loads(f[6:]) for f in frames[:-1]], script
@@ -151,7 +149,7 @@ def test_consumer_leaving_closes_the_responder() -> None:
     rec = record()
 
     async def take_two() -> None:
-        stream = stream_chunks(script, encoder, False, rec, lambda: None)
+        stream = stream_chunks(head_of(script), encoder, False, rec)
         await stream.__anext__()
         await stream.__anext__()
         await stream.aclose()
@@ -186,7 +184,9 @@ def test_collect_completion_merges_tool_call_fragments() -> None:
     )
     body = asyncio.run(
         collect_completion(
-            script, ChunkEncoder(model="m", completion_id="chatcmpl-c", created=2), record()
+            head_of(script),
+            ChunkEncoder(model="m", completion_id="chatcmpl-c", created=2),
+            record(),
         )
     )
     choice = body["choices"][0]
@@ -208,6 +208,6 @@ def test_collect_completion_merges_tool_call_fragments() -> None:
 @pytest.mark.parametrize("pieces", [["a", "b", "c"], ["only"], []])
 def test_collect_completion_joins_content(pieces: list[str]) -> None:
     script = Script([ResponseEvent(delta={"content": p}) for p in pieces])
-    body = asyncio.run(collect_completion(script, ChunkEncoder(model="m"), record()))
+    body = asyncio.run(collect_completion(head_of(script), ChunkEncoder(model="m"), record()))
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "".join(pieces)}
     assert body["choices"][0]["finish_reason"] == "stop"

@@ -102,10 +102,9 @@ class ConversationRegistry:
         for control in self._all:
             control.stop_at(self.drain_deadline)
 
-    def start(self, headers: Mapping[str, str], twin: bool = False) -> RequestControl:
+    def start(self, conversation_id: str | None, twin: bool = False) -> RequestControl:
         """Register a request; a newer one for the same conversation supersedes the older,
         except a `twin` (identical to the one in flight), which joins it instead."""
-        conversation_id = conversation_id_of(headers)
         control = RequestControl(conversation_id)
         self._all.add(control)
         if self.drain_deadline is not None:

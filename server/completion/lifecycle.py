@@ -1,36 +1,60 @@
-"""One completion's lifecycle and its one owner: slot, control, record, the upstream's start.
+"""One completion's whole life, owned by one object, as openai-python's `Stream` owns its response.
 
-`Completion.begin` takes the concurrency slot and registers the request with the conversation
-registry; `start()` begins the response model's work at once (connecting and sending overlap with
-our own response setup, instead of waiting for the first read of the response body); `finish()`
-releases everything exactly once, however the request ends — a stream that ran to its end, a
-client that left before the stream was first read (an unstarted async generator never runs its
-own cleanup), or an error while preparing.
+`Completion.open` takes plain values resolved at the HTTP edge (`CallFacts`: no Starlette
+`Request` comes this far) and a preparation to await; it takes the concurrency slot (429 past the
+cap), prepares, and registers the request with the conversation registry. From then on the
+completion is answered by `respond`, an ASGI call that
+
+- builds the event chain in one method, `_head`: the source (Tavus' configuration check, a twin's
+  read of the identical request in flight, a shared leader's read, or the responder's own
+  stream) → the spoken fallback when the source fails before its first event → the emotion tag;
+- writes it: SSE frames (server/completion/streaming.py, server/wire/sse_response.py), or one
+  JSON completion;
+- releases everything in one `finally`, however the request ends (a reply that ran to its end,
+  an HTTP error before the first byte, a client that left, a shutdown): the upstream iterator,
+  the sharing hold, the control, the slot, the record's log line, the capture.
+
+Per token, a streamed reply passes through the source's generator, the emotion tag's (only
+under Tavus' Phoenix-4 rule) and the one that writes chunks, then the response's send loop —
+where there were six nested generators, each with its own `finally`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
-from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from server.capture.privacy import kept_headers
 from server.capture.rows import CallSnapshot
-from server.completion.control import RequestControl, conversation_id_of
+from server.completion.control import conversation_id_of
 from server.completion.emotion_tags import EmotionPolicy, with_emotion_tag
-from server.completion.preparation import Prepared, TemplateChoice, prepare_off_loop
+from server.completion.fallback_marker import fallback_headers, fallback_reason
+from server.completion.preparation import Prepared
 from server.completion.prompting import PROMPT_HEADER
 from server.completion.record import CompletionRecord
-from server.completion.sharing import Key, SharedGeneration, as_twin
-from server.completion.streaming import word_events
+from server.completion.sharing import SharedGeneration, as_twin
+from server.completion.streaming import (
+    Head,
+    after,
+    collect_completion,
+    head_of,
+    stream_chunks,
+    word_events,
+)
+from server.errors import APIError, SupersededError
+from server.http.disconnect import until_disconnected
 from server.http.observability import CONVERSATION_ID, log_safe
-from server.responders.base import CompletionJob, Responder, ResponseEvent, close_events
+from server.responders.base import CompletionJob, ResponseEvent, close_events
 from server.services import Services
 from server.wire.chunks import ChunkEncoder
+from server.wire.sse_response import SSEResponse
 
 logger = logging.getLogger(__name__)
 CONFIG_CHECK_ID = "tavus-openai-compat-test"  # observed from a public integration's live call
@@ -40,6 +64,38 @@ CONFIG_CHECK_REPLY = "Custom LLM configuration test successful."
 async def _replay(events: list[ResponseEvent]) -> AsyncIterator[ResponseEvent]:
     for event in events:
         yield event
+
+
+async def _resolved(head: Head) -> Head:
+    return head
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """What a completion needs from the HTTP request, resolved at the edge into plain values."""
+
+    request_id: str
+    raw: bytes  # the body as sent: one part of the key that makes two requests twins
+    conversation_id: str | None
+    choices: tuple[str, ...]  # what else chooses the reply: query string, template header
+    headers: dict[str, str] = field(default_factory=dict)  # kept for the capture (allow-list)
+
+    @classmethod
+    def at_edge(
+        cls,
+        request_id: str,
+        raw: bytes,
+        headers: Mapping[str, str],
+        query_string: str,
+        capturing: bool,
+    ) -> CallFacts:
+        return cls(
+            request_id=request_id,
+            raw=raw,
+            conversation_id=conversation_id_of(headers),
+            choices=(query_string, headers.get(PROMPT_HEADER, "")),
+            headers=kept_headers(headers) if capturing else {},
+        )
 
 
 @dataclass(frozen=True)
@@ -78,74 +134,66 @@ class CaptureContext:
         )
 
 
-@dataclass
 class Completion:
-    services: Services
-    control: RequestControl
-    job: CompletionJob
-    encoder: ChunkEncoder
-    record: CompletionRecord
-    responder: Responder
-    shared: SharedGeneration | None = None  # this request leads it: twins may join
-    twin_of: SharedGeneration | None = None  # this request is a twin: it reads that one
-    _share_key: Key | None = field(default=None, repr=False)
-    _captured: CaptureContext | None = field(default=None, repr=False)
-    _first: asyncio.Task[ResponseEvent] | None = field(default=None, repr=False)
-    _done: bool = field(default=False, repr=False)
+    """Owns one completion from its slot to its log line (see the module docstring)."""
 
-    @classmethod
-    async def begin(cls, services: Services, request: Request) -> tuple[Completion, Prepared]:
-        """Read the body, take the slot (429 past the cap), prepare the request (off the loop
-        when large) and register it; if preparing fails, the slot is released before the error
-        propagates."""
-        # The body is read before the slot is taken: 260 connections sending a byte a second
-        # held every slot for 30 s (issue 23); reading costs no slot, and the connection guard
-        # evicts or times out a slow body.
-        raw = await request.body()
-        services.gate.enter()
-        try:
-            prepared = await prepare_off_loop(
-                raw, TemplateChoice.from_http(request.headers, request.query_params), services
-            )
-        except BaseException:
-            services.gate.leave()
-            raise
-        key = None
-        if services.settings.share_identical_requests:
-            key = services.shared.key(
-                conversation_id_of(request.headers),
-                raw,
-                request.scope["query_string"].decode("latin-1"),
-                request.headers.get(PROMPT_HEADER, ""),
-            )
-        twin_of = services.shared.twin_of(key)
-        control = services.conversations.start(request.headers, twin=twin_of is not None)
-        if twin_of is not None:
-            twin_of.join(control)  # its place is kept from now: nothing it will read is dropped
-        job = CompletionJob(
+    def __init__(
+        self, services: Services, facts: CallFacts, prepared: Prepared, key: Any | None
+    ) -> None:
+        self.services = services
+        self.prepared = prepared
+        self.twin_of: SharedGeneration | None = services.shared.twin_of(key)
+        self.shared: SharedGeneration | None = None  # this request leads it: twins may join
+        self._share_key = key
+        self.control = services.conversations.start(
+            facts.conversation_id, twin=self.twin_of is not None
+        )
+        if self.twin_of is not None:
+            self.twin_of.join(self.control)  # its place is kept from now: nothing is dropped
+        self.job = CompletionJob(
             request=prepared.completion_request,
             body=prepared.body,
             conversation=prepared.conversation,
             prompt_messages=prepared.rendered.messages,
-            control=control,
+            control=self.control,
         )
-        responder = services.responder.pick(job)  # once: the model name and the stream agree
-        encoder = ChunkEncoder(model=responder.model_for(job))
-        CONVERSATION_ID.set(log_safe(control.conversation_id))
-        record = CompletionRecord(
-            request_id=request.state.request_id,
-            conversation_id=control.conversation_id,
-            model=encoder.model,
+        self.responder = services.responder.pick(self.job)  # once: model name and stream agree
+        self.encoder = ChunkEncoder(model=self.responder.model_for(self.job))
+        CONVERSATION_ID.set(log_safe(self.control.conversation_id))
+        self.record = CompletionRecord(
+            request_id=facts.request_id,
+            conversation_id=self.control.conversation_id,
+            model=self.encoder.model,
             template=prepared.rendered.template,
             stream=prepared.completion_request.stream,
             prompt_tokens=prepared.rendered.prompt_tokens,
         )
-        completion = cls(services, control, job, encoder, record, responder, twin_of=twin_of)
-        completion._share_key = key
+        self._captured: CaptureContext | None = None
         if services.capture is not None:
-            record.capturing = True
-            completion._captured = CaptureContext(kept_headers(request.headers), prepared)
-        return completion, prepared
+            self.record.capturing = True
+            self._captured = CaptureContext(facts.headers, prepared)
+        # Chosen now, before anything awaits: a leader's shared generation is registered before
+        # an identical request can arrive (it joins as a twin instead of superseding this one).
+        self._source = self._start_source()
+        self._tagged: AsyncIterator[ResponseEvent] | None = None
+
+    @classmethod
+    async def open(
+        cls, services: Services, facts: CallFacts, prepare: Callable[[], Awaitable[Prepared]]
+    ) -> Completion:
+        """Take the slot (429 past the cap), prepare (off the loop when large), register. If
+        preparing fails, the slot is released before the error propagates; from the return on,
+        `respond` releases it."""
+        services.gate.enter()
+        try:
+            prepared = await prepare()
+            key = None
+            if services.settings.share_identical_requests:
+                key = services.shared.key(facts.conversation_id, facts.raw, *facts.choices)
+            return cls(services, facts, prepared, key)
+        except BaseException:
+            services.gate.leave()
+            raise
 
     @property
     def is_config_check(self) -> bool:
@@ -155,8 +203,76 @@ class Completion:
             and self.services.settings.answer_config_check
         )
 
-    def start(self) -> AsyncIterator[ResponseEvent]:
-        """The reply's events, the first of them already being fetched."""
+    async def respond(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer the request, then release everything: the one exit path. The reply's last
+        write (the JSON body, or the end of the stream) follows the release, so a client that
+        has its answer finds the slot free, as a test or a load balancer expects."""
+        settings = self.services.settings
+        last_write: Callable[[], Awaitable[None]] | None = None
+        try:
+            if not self.prepared.completion_request.stream:
+                reply = collect_completion(
+                    self._head(fallback=False), self.encoder, self.record, settings.max_reply_chars
+                )
+                answer = JSONResponse(await until_disconnected(receive, reply))
+                last_write = partial(answer, scope, receive, send)
+                return
+            if settings.fallback_text:
+                # Start streaming at once: keep-alives flow while the upstream thinks, and a
+                # failure before the first token becomes the spoken fallback line.
+                head = self._head(fallback=True)
+            else:  # wait for the first event now, so a failure can still be an HTTP error
+                try:
+                    head = _resolved(await until_disconnected(receive, self._head(False)))
+                except BaseException as error:
+                    message = error.message if isinstance(error, APIError) else None
+                    self.record.ended_by(error, message)
+                    raise
+            include_usage = self.prepared.completion_request.include_usage
+            response = SSEResponse(
+                stream_chunks(head, self.encoder, include_usage, self.record),
+                keepalive=settings.keepalive_seconds,
+                send_timeout=settings.send_timeout_seconds,
+                late_headers=lambda: fallback_headers(self.record.fallback),
+            )
+            if await response.stream(receive, send):
+                last_write = partial(response.end, send)
+        finally:
+            await self._release()
+            if last_write is not None:
+                await last_write()
+
+    async def _head(self, fallback: bool) -> Head:
+        """The event chain, built here and nowhere else: source → fallback → emotion tag."""
+        source = self._source
+        try:
+            first, rest = await head_of(source)
+        except SupersededError:
+            raise
+        except APIError as error:
+            text = self.services.settings.fallback_text
+            if not fallback or not text:
+                raise
+            logger.warning(
+                "upstream failed before the first token, speaking the fallback: %s", error.message
+            )
+            self.record.spoke_fallback(error.message, fallback_reason(error))
+            await close_events(source)
+            spoken = word_events(text)
+            first, rest = spoken[0], _replay(spoken[1:])
+        rule = self.job.conversation.emotion_rule
+        settings = self.services.settings
+        if rule is None or not settings.emotion_tags or first is None:
+            return first, rest
+        policy = EmotionPolicy.for_rule(rule, settings.emotion_values, settings.emotion_map)
+        chosen = policy.for_conversation(self.job.conversation)
+        self._tagged = with_emotion_tag(
+            after(first, rest), policy, chosen, self.record.emotion_repaired_now
+        )
+        return await head_of(self._tagged)
+
+    def _start_source(self) -> AsyncIterator[ResponseEvent]:
+        """Where the reply's events come from (its upstream request starts on the first read)."""
         if self.is_config_check:
             # Answered here, at once and for free: the upstream is not asked (an unreachable or
             # slow model would fail the check; a real one would bill it).
@@ -169,48 +285,19 @@ class Completion:
         if self._share_key is not None:  # read by a task of its own, so twins can join
             self.shared = self.services.shared.begin(self._share_key, events)
             return self.shared.read(self.control)
-        self._first = asyncio.ensure_future(anext(events))
-        return self._chained(self._first, events)
+        return events
 
-    def with_emotion_tag(
-        self, events: AsyncIterator[ResponseEvent]
-    ) -> AsyncIterator[ResponseEvent]:
-        """`events`, guaranteed to begin with an emotion tag when the request carries Tavus'
-        Phoenix-4 rule (and the setting is on); otherwise `events` themselves."""
-        rule = self.job.conversation.emotion_rule
-        settings = self.services.settings
-        if rule is None or not settings.emotion_tags:
-            return events
-        policy = EmotionPolicy.for_rule(rule, settings.emotion_values, settings.emotion_map)
-        chosen = policy.for_conversation(self.job.conversation)
-        return with_emotion_tag(events, policy, chosen, self.record.emotion_repaired_now)
-
-    @staticmethod
-    async def _chained(
-        first: asyncio.Task[ResponseEvent], events: AsyncIterator[ResponseEvent]
-    ) -> AsyncIterator[ResponseEvent]:
+    async def _release(self) -> None:
         try:
-            try:
-                yield await first
-            except StopAsyncIteration:
-                return
-            async for event in events:
-                yield event
+            if self._tagged is not None:
+                await close_events(self._tagged)
+            await close_events(self._source)  # stops the upstream read at once
         finally:
-            await close_events(events)
-
-    def finish(self) -> None:
-        """Release the slot and the control, log the record: once, whoever calls it first."""
-        if self._done:
-            return
-        self._done = True
-        if self._first is not None and not self._first.done():
-            self._first.cancel()  # nobody will read it: stop the upstream request now
-        generation = self.shared or self.twin_of
-        if generation is not None:
-            generation.release(self.control)
-        self.services.gate.leave()
-        self.services.conversations.finish(self.control)
-        self.record.finish(self.services.metrics)
-        if self.services.capture is not None and self._captured is not None:
-            self.services.capture.submit(self._captured.snapshot(self.record))
+            generation = self.shared or self.twin_of
+            if generation is not None:
+                generation.release(self.control)
+            self.services.gate.leave()
+            self.services.conversations.finish(self.control)
+            self.record.finish(self.services.metrics)
+            if self.services.capture is not None and self._captured is not None:
+                self.services.capture.submit(self._captured.snapshot(self.record))

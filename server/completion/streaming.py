@@ -4,21 +4,21 @@ The OpenAI contract: every chunk shares id/created/model, the first delta carrie
 `role: "assistant"`, exactly one chunk has a `finish_reason`, a usage chunk (no choices) comes
 only when asked for, and the stream always ends with `data: [DONE]`. An error after the stream
 has started becomes a `data: {"error": …}` event followed by `[DONE]` (what openai-python raises
-on). Cancellation (client gone) is never swallowed: the `finally` closes the responder's
-iterator at once so upstream work stops, and the request's record is logged either way.
+on). Cancellation (client gone) is never swallowed: the `finally` closes the events at once so
+upstream work stops; the owner (server/completion/lifecycle.py) releases the rest.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
-from server.completion.fallback_marker import fallback_frame, fallback_reason
+from server.completion.fallback_marker import fallback_frame
 from server.completion.outcome import Outcome
 from server.completion.record import CompletionRecord
 from server.completion.reply_size import DEFAULT_MAX_REPLY_CHARS, event_chars
-from server.errors import APIError, ReplyTooLargeError, ShutdownError, SupersededError
+from server.errors import APIError, ReplyTooLargeError, ShutdownError
 from server.responders.base import ResponseEvent, close_events, words
 from server.wire.chunks import ChunkEncoder, merge_tool_call
 from server.wire.sse import DONE_FRAME, compact_json, data_event
@@ -36,89 +36,64 @@ def word_events(text: str) -> list[ResponseEvent]:
     ]
 
 
-async def with_fallback(
-    events: AsyncIterator[ResponseEvent], text: str, record: CompletionRecord
-) -> AsyncIterator[ResponseEvent]:
-    """`events`, or `text` spoken instead when they fail before the first one (never after)."""
-    try:
-        try:
-            first = await anext(events)
-        except StopAsyncIteration:
-            return
-        except SupersededError:
-            raise
-        except APIError as error:
-            logger.warning(
-                "upstream failed before the first token, speaking the fallback: %s", error.message
-            )
-            record.spoke_fallback(error.message, fallback_reason(error))
-            for event in word_events(text):
-                yield event
-            return
-        yield first
-        async for event in events:
-            yield event
-    finally:
-        await close_events(events)
+Head = tuple[ResponseEvent | None, AsyncIterator[ResponseEvent]]
+"""A reply's first event (None: the reply is empty) and the events after it."""
 
 
-async def prefetched(events: AsyncIterator[ResponseEvent]) -> AsyncIterator[ResponseEvent]:
-    """Wait for the first event now (so a failure can still be an HTTP error), then stream."""
+async def head_of(events: AsyncIterator[ResponseEvent]) -> Head:
+    """`events`' first event, read now, and the rest."""
     try:
-        first = await anext(events)
+        return await anext(events), events
     except StopAsyncIteration:
-        first = None
-    except BaseException:
-        await close_events(events)
-        raise
-
-    async def chained() -> AsyncIterator[ResponseEvent]:
-        try:
-            if first is not None:
-                yield first
-                async for event in events:
-                    yield event
-        finally:
-            await close_events(events)
-
-    return chained()
+        return None, events
 
 
 async def stream_chunks(
-    events: AsyncIterator[ResponseEvent],
+    head: Awaitable[Head],
     encoder: ChunkEncoder,
     include_usage: bool,
     record: CompletionRecord,
-    on_end: Callable[[], None],
-    before_done: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[bytes]:
-    """SSE bytes for a streamed completion (see module docstring).
+    """SSE bytes for a streamed completion (see module docstring); `DONE_FRAME` is the last.
 
-    `before_done` runs right before `[DONE]` is yielded: the route uses it to stop keep-alive
-    pings, which could otherwise land after `[DONE]`.
-    """
+    `head` is awaited inside the stream, so a slow first event costs no keep-alive; the events
+    are read directly, one generator per token (the owner builds the chain in
+    server/completion/lifecycle.py)."""
     role_sent = False
     finished = False
     usage: dict[str, Any] | None = None
+    rest: AsyncIterator[ResponseEvent] | None = None
+
+    def chunk(event: ResponseEvent) -> bytes | None:
+        """The frame for `event` (None: nothing to send), a plain call: no generator per token."""
+        nonlocal role_sent, finished, usage
+        if event.usage is not None:
+            usage = event.usage
+        if record.capturing and not finished:
+            record.capture_event(event)
+        if finished or (event.delta is None and event.finish_reason is None):
+            return None
+        delta = event.delta or {}
+        marker = b""
+        if not role_sent:
+            delta = {"role": "assistant", **delta}
+            role_sent = True
+            if record.fallback is not None:  # said before the reply, for developers
+                marker = fallback_frame(record.fallback)
+        if event.delta:
+            record.token_sent()
+        finished = event.finish_reason is not None
+        return marker + data_event(encoder.choice(delta, event.finish_reason))
+
     try:
         try:
-            async for event in events:
-                if event.usage is not None:
-                    usage = event.usage
-                if record.capturing and not finished:
-                    record.capture_event(event)
-                if finished or (event.delta is None and event.finish_reason is None):
-                    continue
-                delta = event.delta or {}
-                if not role_sent:
-                    delta = {"role": "assistant", **delta}
-                    role_sent = True
-                    if record.fallback is not None:  # said before the reply, for developers
-                        yield fallback_frame(record.fallback)
-                if event.delta:
-                    record.token_sent()
-                yield data_event(encoder.choice(delta, event.finish_reason))
-                finished = event.finish_reason is not None
+            first, rest = await head
+            if first is not None:
+                if (frame := chunk(first)) is not None:
+                    yield frame
+                async for event in rest:
+                    if (frame := chunk(event)) is not None:
+                        yield frame
             if not finished:
                 yield data_event(encoder.choice({} if role_sent else {"role": "assistant"}, "stop"))
             if include_usage:
@@ -137,18 +112,17 @@ async def stream_chunks(
             record.outcome, record.error = Outcome.FAILED, "internal error"
             body = APIError("The server had an error while streaming.").body()
             yield data_event(compact_json(body))
-        before_done()
         yield DONE_FRAME
     except BaseException as error:
         record.ended_by(error)
         raise
     finally:
-        await close_events(events)
-        on_end()
+        if rest is not None:
+            await close_events(rest)
 
 
 async def collect_completion(
-    events: AsyncIterator[ResponseEvent],
+    head: Awaitable[Head],
     encoder: ChunkEncoder,
     record: CompletionRecord,
     max_chars: int = DEFAULT_MAX_REPLY_CHARS,
@@ -161,8 +135,10 @@ async def collect_completion(
     tool_calls: dict[int, dict[str, Any]] = {}
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
+    rest: AsyncIterator[ResponseEvent] | None = None
     try:
-        async for event in events:
+        first, rest = await head
+        async for event in after(first, rest):
             if event.usage is not None:
                 usage = event.usage
             if record.capturing:
@@ -185,10 +161,21 @@ async def collect_completion(
         record.ended_by(error, error.message if isinstance(error, APIError) else None)
         raise
     finally:
-        await close_events(events)
+        if rest is not None:
+            await close_events(rest)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(content) or None}
     if tool_calls:
         message["tool_calls"] = [tool_calls[i] for i in sorted(tool_calls)]
     elif message["content"] is None:
         message["content"] = ""
     return encoder.completion(message, finish_reason or "stop", usage or ZERO_USAGE)
+
+
+async def after(
+    first: ResponseEvent | None, rest: AsyncIterator[ResponseEvent]
+) -> AsyncIterator[ResponseEvent]:
+    """`first`, then `rest` (nothing when `first` is None: the reply was empty)."""
+    if first is not None:
+        yield first
+        async for event in rest:
+            yield event

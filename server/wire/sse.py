@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 DONE_FRAME = b"data: [DONE]\n\n"
+KEEPALIVE_FRAME = b": keep-alive\n\n"  # a comment line: every SSE client ignores it
 
 # json.dumps(ensure_ascii=False) leaves these raw; some SSE/line decoders (anything built on
 # str.splitlines) treat them as line breaks, which would split a data line in two.
