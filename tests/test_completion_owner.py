@@ -16,12 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.requests import Request
 from starlette.types import Message
 
 from server.app import create_app
 from server.completion.lifecycle import CallFacts, Completion
-from server.completion.preparation import Prepared, prepare
+from server.completion.preparation import Prepared, TemplateChoice, prepare_off_loop
 from server.errors import UpstreamUnreachableError
 from server.services import Services, services
 from tests.conftest import make_settings
@@ -51,17 +50,10 @@ async def opened(
     raw = json.dumps(body).encode()
     headers = {"conversation-id": conversation, "content-type": "application/json"}
     facts = CallFacts.at_edge("req-1", raw, headers, "", capturing=False)
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/v1/chat/completions",
-        "query_string": b"",
-        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
-        "app": app,
-    }
+    choice = TemplateChoice.from_http(headers, {})
 
     def preparing() -> Awaitable[Prepared]:
-        return prepare(raw, Request(scope), app_services)  # the route's one-line adapter
+        return prepare_off_loop(raw, choice, app_services)  # as the route does
 
     return await Completion.open(app_services, facts, preparing)
 
