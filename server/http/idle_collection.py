@@ -1,0 +1,86 @@
+"""Full garbage collections while no completion is in flight, not in the middle of one.
+
+CPython starts a full (generation 2) collection by itself once enough objects have been promoted
+into generation 2, and walks every tracked object there holding the GIL, inside whatever request
+is running. `gc.freeze()` after start-up takes the modules and settings out of that walk, but
+what is cached later stays in it: the perception caches (three 2,048-entry LRU caches) hold ~15k
+tracked objects once full, and a full collection then cost 7-9 ms of CPU (10-33 ms of wall time
+on a loaded machine) about once per 150 requests at one stream (issue 24's tail; the evidence is
+in benchmarks/results/tail.md). Before the freeze it walked ~65k objects: ~24 ms of CPU.
+
+So the automatic full collection is switched off (its threshold set out of reach; the young
+generations are collected as before) and this ticker does it instead, when no completion is in
+flight and generation 2 has grown by a quarter since the last one (CPython's own rule, measured
+on the live objects). A server that is never idle still collects: past `BACKSTOP_SECONDS` the
+ticker collects whatever is in flight, as CPython would have done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Callable
+
+# A full collection is not worth a walk before generation 1 has been collected this often since
+# the last one (CPython's own default threshold for generation 2).
+YOUNG_COLLECTIONS = 10
+GROWTH = 1.25  # generation 2 grown by a quarter: CPython's rule for when a full one pays
+MIN_GROWTH_OBJECTS = 1000
+BACKSTOP_SECONDS = 60.0
+OFF = 1_000_000_000  # a generation-2 threshold the count never reaches
+
+
+class IdleCollector:
+    """Runs full collections from a 1 s ticker while `busy()` is false (see the module doc)."""
+
+    def __init__(self, busy: Callable[[], bool], interval: float = 1.0) -> None:
+        self.busy = busy
+        self.interval = interval
+        self.collections = 0  # full collections run by this ticker (read by tests)
+        self._size_after = 0  # generation 2's size after the last full collection
+        self._last = time.monotonic()
+        self._threshold: tuple[int, int, int] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        """Switch CPython's automatic full collections off and start ticking (in the loop)."""
+        self._threshold = gc.get_threshold()
+        young, middle, _ = self._threshold
+        gc.set_threshold(young, middle, OFF)
+        self._size_after = len(gc.get_objects(2))
+        self._last = time.monotonic()
+        self._schedule()
+
+    def stop(self) -> None:
+        """Stop ticking and give CPython its automatic full collections back."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._threshold is not None:
+            gc.set_threshold(*self._threshold)
+            self._threshold = None
+
+    def _schedule(self) -> None:
+        self._handle = asyncio.get_running_loop().call_later(self.interval, self._tick)
+
+    def _tick(self) -> None:
+        self.tick()
+        self._schedule()
+
+    def tick(self) -> bool:
+        """Collect now if it is due; True when a full collection ran."""
+        if gc.get_count()[2] < YOUNG_COLLECTIONS:
+            return False
+        overdue = time.monotonic() - self._last >= BACKSTOP_SECONDS
+        if self.busy() and not overdue:
+            return False
+        size = len(gc.get_objects(2))
+        grown = size >= max(self._size_after * GROWTH, self._size_after + MIN_GROWTH_OBJECTS)
+        if not (grown or overdue):
+            return False
+        gc.collect(2)
+        self.collections += 1
+        self._size_after = len(gc.get_objects(2))
+        self._last = time.monotonic()
+        return True
