@@ -76,12 +76,25 @@ def test_no_full_collection_until_generation_2_has_grown(collector: IdleCollecto
     assert collector.collections == 0
 
 
-def test_a_busy_server_still_collects_past_the_backstop(
+def test_a_busy_server_still_collects_past_the_backstop_once_grown(
     collector: IdleCollector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ref = cycle_in_generation_2()
     grow_generation_2(0)
     collector.busy = lambda: True
+    monkeypatch.setattr(idle_collection, "BACKSTOP_SECONDS", 0.0)
+    assert not collector.tick()  # overdue, but nothing grew: wait for an idle moment
+    kept = grow_generation_2(len(gc.get_objects(2)))
+    assert collector.tick()
+    assert ref() is None
+    del kept
+
+
+def test_an_idle_server_collects_past_the_backstop_without_growth(
+    collector: IdleCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = cycle_in_generation_2()
+    grow_generation_2(0)
     monkeypatch.setattr(idle_collection, "BACKSTOP_SECONDS", 0.0)
     assert collector.tick()
     assert ref() is None
