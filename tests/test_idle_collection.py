@@ -41,7 +41,6 @@ def collector() -> Iterator[IdleCollector]:
     before = gc.get_threshold()
     gc.disable()  # the test decides when young collections run
     try:
-        made._threshold = gc.get_threshold()
         gc.set_threshold(before[0], before[1], OFF)
         made._size_after = len(gc.get_objects(2))
         yield made
@@ -113,3 +112,18 @@ def test_the_app_turns_automatic_full_collections_off_while_it_serves() -> None:
     assert during[2] == OFF
     assert during[:2] == before[:2]
     assert gc.get_threshold() == before  # given back at shutdown
+
+
+def test_two_apps_serving_at_once_give_the_setting_back_when_the_last_stops() -> None:
+    before = gc.get_threshold()
+    first, second = IdleCollector(busy=lambda: False), IdleCollector(busy=lambda: False)
+
+    async def overlap() -> None:
+        first.start()
+        second.start()
+        first.stop()
+        assert gc.get_threshold()[2] == OFF  # the second still serves
+        second.stop()
+
+    asyncio.run(overlap())
+    assert gc.get_threshold() == before

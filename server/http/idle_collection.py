@@ -31,6 +31,10 @@ GROWTH = 1.25  # generation 2 grown by a quarter: CPython's rule for when a full
 MIN_GROWTH_OBJECTS = 1000
 BACKSTOP_SECONDS = 60.0
 OFF = 1_000_000_000  # a generation-2 threshold the count never reaches
+# The thresholds are the process's: with several apps serving at once (tests, embedding), the
+# first to start saves CPython's setting and the last to stop restores it.
+_RUNNING: set[IdleCollector] = set()
+_SAVED: list[int] = []
 
 
 class IdleCollector:
@@ -42,14 +46,15 @@ class IdleCollector:
         self.collections = 0  # full collections run by this ticker (read by tests)
         self._size_after = 0  # generation 2's size after the last full collection
         self._last = time.monotonic()
-        self._threshold: tuple[int, int, int] | None = None
         self._handle: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         """Switch CPython's automatic full collections off and start ticking (in the loop)."""
-        self._threshold = gc.get_threshold()
-        young, middle, _ = self._threshold
-        gc.set_threshold(young, middle, OFF)
+        if not _RUNNING:  # the first of the process's apps keeps CPython's own setting
+            _SAVED[:] = gc.get_threshold()
+            young, middle, _ = _SAVED
+            gc.set_threshold(young, middle, OFF)
+        _RUNNING.add(self)
         self._size_after = len(gc.get_objects(2))
         self._last = time.monotonic()
         self._schedule()
@@ -59,9 +64,10 @@ class IdleCollector:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        if self._threshold is not None:
-            gc.set_threshold(*self._threshold)
-            self._threshold = None
+        if self in _RUNNING:
+            _RUNNING.discard(self)
+            if not _RUNNING:  # the last one gives it back
+                gc.set_threshold(*_SAVED)
 
     def _schedule(self) -> None:
         self._handle = asyncio.get_running_loop().call_later(self.interval, self._tick)
