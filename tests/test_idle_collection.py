@@ -1,14 +1,16 @@
 """Full garbage collections run between completions, not inside one (issue 24's tail).
 
-The ticker's decision is called directly (`tick()`): what it collects is seen through a weak
-reference to a cycle that only a full collection frees."""
+The ticker's decision is called directly (`tick()`), in a fresh interpreter: what it collects is
+seen through a weak reference to a cycle that only a full collection frees."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 import weakref
-from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,8 @@ from server.app import create_app
 from server.http import idle_collection
 from server.http.idle_collection import OFF, IdleCollector
 from server.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Node:
@@ -35,18 +39,21 @@ def cycle_in_generation_2() -> weakref.ref[Node]:
     return ref
 
 
-@pytest.fixture
-def collector() -> Iterator[IdleCollector]:
-    made = IdleCollector(busy=lambda: False)
-    before = gc.get_threshold()
-    gc.disable()  # the test decides when young collections run
-    try:
-        gc.set_threshold(before[0], before[1], OFF)
+class Isolated:
+    """A collector with the automatic collections off, as the app runs it; the test decides
+    when young collections run."""
+
+    def __enter__(self) -> IdleCollector:
+        self.before = gc.get_threshold()
+        gc.disable()
+        gc.set_threshold(self.before[0], self.before[1], OFF)
+        made = IdleCollector(busy=lambda: False)
         made._size_after = len(gc.get_objects(2))
-        yield made
-    finally:
+        return made
+
+    def __exit__(self, *exc: object) -> None:
         gc.enable()
-        gc.set_threshold(*before)
+        gc.set_threshold(*self.before)
 
 
 def grow_generation_2(count: int) -> list[object]:
@@ -56,47 +63,69 @@ def grow_generation_2(count: int) -> list[object]:
     return kept
 
 
-def test_a_full_collection_waits_for_no_completion_in_flight(collector: IdleCollector) -> None:
-    ref = cycle_in_generation_2()
-    kept = grow_generation_2(len(gc.get_objects(2)))  # generation 2 doubled: a full one is due
-    collector.busy = lambda: True
-    assert not collector.tick()
-    assert ref() is not None
-    collector.busy = lambda: False
-    assert collector.tick()
-    assert ref() is None
-    assert collector.collections == 1
-    del kept
+def waits_for_no_completion_in_flight() -> None:
+    with Isolated() as collector:
+        ref = cycle_in_generation_2()
+        kept = grow_generation_2(len(gc.get_objects(2)))  # generation 2 doubled: one is due
+        collector.busy = lambda: True
+        assert not collector.tick()
+        assert ref() is not None
+        collector.busy = lambda: False
+        assert collector.tick()
+        assert ref() is None
+        assert collector.collections == 1
+        del kept
 
 
-def test_no_full_collection_until_generation_2_has_grown(collector: IdleCollector) -> None:
-    grow_generation_2(0)
-    assert not collector.tick()  # young collections happened, but nothing was promoted
-    assert collector.collections == 0
+def waits_until_generation_2_has_grown() -> None:
+    with Isolated() as collector:
+        grow_generation_2(0)
+        assert not collector.tick()  # young collections happened, but nothing was promoted
+        assert collector.collections == 0
 
 
-def test_a_busy_server_still_collects_past_the_backstop_once_grown(
-    collector: IdleCollector, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ref = cycle_in_generation_2()
-    grow_generation_2(0)
-    collector.busy = lambda: True
-    monkeypatch.setattr(idle_collection, "BACKSTOP_SECONDS", 0.0)
-    assert not collector.tick()  # overdue, but nothing grew: wait for an idle moment
-    kept = grow_generation_2(len(gc.get_objects(2)))
-    assert collector.tick()
-    assert ref() is None
-    del kept
+def busy_collects_past_the_backstop_once_grown() -> None:
+    with Isolated() as collector:
+        idle_collection.BACKSTOP_SECONDS = 0.0
+        ref = cycle_in_generation_2()
+        grow_generation_2(0)
+        collector.busy = lambda: True
+        assert not collector.tick()  # overdue, but nothing grew: wait for an idle moment
+        kept = grow_generation_2(len(gc.get_objects(2)))
+        assert collector.tick()
+        assert ref() is None
+        del kept
 
 
-def test_an_idle_server_collects_past_the_backstop_without_growth(
-    collector: IdleCollector, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ref = cycle_in_generation_2()
-    grow_generation_2(0)
-    monkeypatch.setattr(idle_collection, "BACKSTOP_SECONDS", 0.0)
-    assert collector.tick()
-    assert ref() is None
+def idle_collects_past_the_backstop_without_growth() -> None:
+    with Isolated() as collector:
+        idle_collection.BACKSTOP_SECONDS = 0.0
+        ref = cycle_in_generation_2()
+        grow_generation_2(0)
+        assert collector.tick()
+        assert ref() is None
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "waits_for_no_completion_in_flight",
+        "waits_until_generation_2_has_grown",
+        "busy_collects_past_the_backstop_once_grown",
+        "idle_collects_past_the_backstop_without_growth",
+    ],
+)
+def test_when_a_full_collection_runs(scenario: str) -> None:
+    # In a fresh interpreter: the suite's in-process servers run their own collectors in other
+    # threads, and one collecting at the wrong moment would decide for this one.
+    done = subprocess.run(
+        [sys.executable, "-c", f"import tests.test_idle_collection as t; t.{scenario}()"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_the_app_turns_automatic_full_collections_off_while_it_serves() -> None:
