@@ -47,6 +47,7 @@ class IdleCollector:
         self._size_after = 0  # generation 2's size after the last full collection
         self._last = time.monotonic()
         self._handle: asyncio.TimerHandle | None = None
+        self._measured_at = -1  # generation 1's collection count when generation 2 was measured
 
     def start(self) -> None:
         """Switch CPython's automatic full collections off and start ticking (in the loop)."""
@@ -84,6 +85,10 @@ class IdleCollector:
         busy = self.busy()
         if busy and not overdue:
             return False
+        young = gc.get_count()[2]
+        if young == self._measured_at and not overdue:
+            return False  # nothing promoted since the last look: no walk of generation 2
+        self._measured_at = young
         size = len(gc.get_objects(2))
         grown = size >= max(self._size_after * GROWTH, self._size_after + MIN_GROWTH_OBJECTS)
         # Idle: whenever it is due. Busy: only when it is due by both rules, so a server that
