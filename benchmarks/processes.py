@@ -16,13 +16,14 @@ def start(
     pattern: str,
     env: dict[str, str] | None = None,
     lines: list[str] | None = None,
+    cwd: Path = ROOT,
 ) -> tuple[subprocess.Popen[str], str]:
-    """Start `command` in the repository; return it and the first group of `pattern` once its
-    output shows it. Its output keeps being read (into `lines` when given), or a full pipe would
-    stall it."""
+    """Start `command` in `cwd` (the repository); return it and the first group of `pattern`
+    once its output shows it. Its output keeps being read (into `lines` when given), or a full
+    pipe would stall it."""
     process = subprocess.Popen(
         command,
-        cwd=ROOT,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -24,6 +24,7 @@ from server.errors import install_error_handlers
 from server.http.connection_shares import ConnectionShares
 from server.http.fast_path import PerceptionApp, chat_fast_path, cors_options
 from server.http.host_check import LoopbackHostMiddleware
+from server.http.idle_collection import IdleCollector
 from server.http.limits import BodyLimitMiddleware, ConcurrencyGate, LoopLagMonitor
 from server.http.observability import RequestContextMiddleware
 from server.http.shutdown import install_drain_on_signals
@@ -107,12 +108,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # the cyclic collector's way. A full collection walks every tracked object holding the
         # GIL; with these in it, one during a 4 MB parse held the loop ~130 ms (issue 23).
         gc.freeze()
+        # What is cached after this (the perception caches) is walked by full collections:
+        # they run between completions instead of inside one (issue 24's tail).
+        collector = IdleCollector(busy=lambda: gate.active > 0)
+        collector.start()
+        app.state.idle_collector = collector
         if app_services.capture is not None:
             app_services.capture.start(asyncio.get_running_loop())
         try:
             yield
         finally:
             lag.stop()
+            collector.stop()
             if app_services.capture is not None:
                 # Writes what is queued, within the grace period (counted and logged beyond).
                 await asyncio.to_thread(
