@@ -44,17 +44,17 @@ SERVER_ALLOWED: dict[str, set[str]] = {
     "redaction": set(),
     "samples": set(),
     "replica_settings": set(),
-    "wire": {"errors", "responders"},  # responders: close_events, to stop the upstream read
+    "wire": {"responders"},  # responders: close_events, to stop the upstream read
     "metrics": {"completion"},  # the outcome labels are the completion's one list
-    "capture": {"metrics", "redaction", "errors"},
+    "capture": {"metrics", "redaction"},
     # The Settings class is assembled from each concern's own section (capture, connection
     # shares, emotion values, reply size, the A/B split).
     "experiment_settings": {"capture", "completion"},
-    "settings": {"completion", "http", "capture", "experiment_settings", "replica_settings"},
-    "responders": {"completion", "upstream", "wire", "errors", "settings"},
+    "settings": {"completion", "http", "experiment_settings", "replica_settings"},
+    "responders": {"completion", "upstream", "wire"},
     "upstream": {"completion", "responders", "wire", "errors", "redaction", "settings"},
-    # http: preparation's body decoder and limits; services: the worker-thread gate and the
-    # slot (the one preparation and the one completion owner, issue 24, cut what they can).
+    # http: the preparation's body decoder and limits, the owner's disconnect watch and log
+    # context; services: the owner's slot and registries (typed only in the preparation).
     "completion": {
         "capture",
         "errors",
