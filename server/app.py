@@ -22,7 +22,6 @@ from server.capture.writer import CallCapture
 from server.completion.control import ConversationRegistry
 from server.errors import install_error_handlers
 from server.http.connection_shares import ConnectionShares
-from server.http.fast_path import PerceptionApp, chat_fast_path, cors_options
 from server.http.host_check import LoopbackHostMiddleware
 from server.http.idle_collection import IdleCollector
 from server.http.limits import BodyLimitMiddleware, ConcurrencyGate, LoopLagMonitor
@@ -132,7 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # With a key set, the schema and the docs pages would be readable without it (and the pages
     # load Swagger from a CDN): they are served only by a keyless, loopback-only server.
     docs = settings.api_key is None
-    app = PerceptionApp(
+    app = FastAPI(
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
@@ -157,13 +156,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # added is the outermost: request ids wrap everything, so even a 413 carries one.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id"],
+        )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    fast_chat = chat_fast_path(metrics, settings.max_body_bytes, settings.cors_origins)
     # `--insecure` allows a public interface without a key; on loopback it changes nothing (it
     # used to switch this check off there too, review of issue 23).
     if settings.api_key is None and (not settings.allow_insecure or is_loopback(settings.host)):
         app.add_middleware(LoopbackHostMiddleware, allowed_hosts=settings.allowed_hosts)
-        fast_chat = LoopbackHostMiddleware(fast_chat, settings.allowed_hosts)
-    app.fast_chat = fast_chat
     return app

@@ -65,8 +65,7 @@ SERVER_ALLOWED: dict[str, set[str]] = {
         "settings",
         "wire",
     },
-    # routes: fast_path dispatches the chat route before FastAPI's stack (measured, issue 24).
-    "http": {"completion", "errors", "metrics", "routes", "services", "settings", "wire"},
+    "http": {"completion", "errors", "metrics", "services", "settings", "wire"},
     "services": {"capture", "completion", "http", "metrics", "redaction", "responders", "settings"},
     "routes": {
         "capture",

@@ -223,10 +223,11 @@ def test_a_failed_preparation_releases_the_slot_and_registers_nothing() -> None:
 @pytest.mark.parametrize("cors", [[], ["https://app.example"]])
 def test_the_completion_route_is_one_path_with_cors_on_or_off(cors: list[str]) -> None:
     # CORS used to switch the route's dispatch before FastAPI off, leaving a second, untested
-    # path; now that dispatch carries the route in every configuration, CORS in its chain.
+    # path; that dispatch is gone (issue 24: it saved nothing measurable on an idle machine), so
+    # the route is FastAPI's own in every configuration, with CORS in the app's stack.
     settings = make_settings(cors_origins=cors, allowed_hosts=["127.0.0.1"])
     with live_server(settings) as server:
-        assert server.app.fast_chat is not None  # type: ignore[attr-defined]
+        assert not hasattr(server.app, "fast_chat")
         with httpx.stream(
             "POST",
             server.url + "/v1/chat/completions",

@@ -21,7 +21,7 @@ from server.wire.schemas import REQUEST_BODY_SCHEMA
 # Auth is called directly, not as a dependency: FastAPI's dependency solving cost ~0.1 ms of
 # time to first token on this route (benchmarks/relay_latency.py); the other routes keep it.
 router = APIRouter()
-CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")  # also server/http/fast_path.py
+CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 
 
 class CompletionResponse(Response):

@@ -10,11 +10,14 @@ and it writes a `: keep-alive` comment whenever nothing was written for `keepali
 (while the model thinks; Tavus' client gives up after ~10 s of silence). Each write of the reply
 has its own deadline, so a client that stops reading is dropped after `send_timeout`.
 
-Why not sse-starlette's `EventSourceResponse` (the brief's stock part): measured beside it in the
-same runs of benchmarks/relay_latency.py (issue 24; short body, 1 stream, idle 50 ms before each
-request, a busy 2-core machine), it took 1.03 ms p50 and 12 % CPU per request less (medians of
-6 runs; spread -0.54 to +3.21 ms and -4 to +12 %); written alone, a frame costs 7-14 µs here
-against 20-25 µs through sse-starlette's task group of four and its cancel scope per send.
+Why not sse-starlette's `EventSourceResponse` (the brief's stock part): on a busy machine it
+measured 1.03 ms p50 and 12 % CPU per request slower (medians of 6 runs, spread -0.54 to +3.21 ms);
+on the idle machine, in the same runs of benchmarks/relay_latency.py (issue 24, 3 runs), only
+0.9-1.1 ms of CPU per request (5-7 %) and no time to first token (-0.14 to +0.14 ms p50). That is
+under the bar a hand-written part must clear (0.2 ms p50 or 10 % CPU), so this module is on
+notice: what keeps it today is behaviour the stock response lacks (headers with the first frame,
+so a fallback is marked without waiting a keep-alive interval; the owner's release before the
+last write). Written alone, a frame costs 7-14 µs here against 20-25 µs through sse-starlette.
 Frames are written as whole `transport.write`s either way, so a keep-alive never splits an event.
 It is a plain subclass: Starlette's `Response.__init__` sets the status, media type and headers.
 """
