@@ -73,8 +73,9 @@ class BodyLimitMiddleware:
 def check_request_limits(
     request: ChatCompletionRequest, body: dict[str, Any], settings: Settings
 ) -> None:
-    """400 for a request over the message, character or tool limits."""
-    check_message_limits(body["messages"], settings)
+    """400 for a request over the tool limit. The message and character limits are checked
+    once, before validation (`check_message_limits`): a second pass here walked every message
+    again per request."""
     if request.tools is not None and len(request.tools) > settings.max_tools:
         raise InvalidRequestError(
             f"{len(request.tools)} tools is more than the limit of {settings.max_tools} "
