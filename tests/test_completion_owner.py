@@ -64,6 +64,8 @@ class Client:
     def __init__(self, leave_after: int | None = None, services: Services | None = None) -> None:
         self.services = services
         self.slots_at_end: int | None = None  # slots held when the reply's last write came
+        self.slots_at_done: int | None = None  # ... and when `[DONE]` came (the SDK stops there)
+        self.logged_at_done: float | None = None  # completions counted when `[DONE]` came
         self.sent: list[Message] = []
         self.leave_after = leave_after
         self.left = asyncio.Event()
@@ -78,6 +80,9 @@ class Client:
         last = message["type"] == "http.response.body" and not message.get("more_body", False)
         if last and self.services is not None:
             self.slots_at_end = self.services.gate.active
+        if b"data: [DONE]" in message.get("body", b"") and self.services is not None:
+            self.slots_at_done = self.services.gate.active
+            self.logged_at_done = completions_counted(self.services)
         bodies = [m for m in self.sent if m["type"] == "http.response.body" and m["body"]]
         if bodies:
             self.streaming.set()
@@ -121,6 +126,8 @@ def test_a_stream_that_runs_to_its_end_releases_everything_once() -> None:
         client = Client(services=app_services)
         await completion.respond(SCOPE, client.receive, client.send)
         assert client.slots_at_end == 0  # released before the client is told the reply ended
+        # openai-python stops reading at [DONE]: by then the slot is free and the line logged.
+        assert client.slots_at_done == 0 and client.logged_at_done == before + 1
         assert client.body().endswith(b"data: [DONE]\n\n")
         assert b"four" in client.body()
         await released(app_services, before)
