@@ -22,13 +22,14 @@ each run's value and their spread (`--runs 3` for the spread of three):
 - burst extra: the server's p50 over the raw relay's in bursts of 32 (<= 10 ms).
 
 `--baseline DIR` adds the server of another checkout (e.g. `git worktree add /tmp/base 518455b`)
-to the same run, so a change is measured before/after against one upstream and one floor.
+to the same run, so a change is measured before/after against one upstream and one floor; it is
+repeatable (variants of one part, side by side: `baseline`, `baseline 2`, …).
 
 The 30-turn conversation also runs in Tavus' user-role layout (perception as user messages, issue
 22): its added time should be no more than the system-role one's.
 
 Run: .venv/bin/python benchmarks/relay_latency.py [--rounds 200] [--bursts 15] [--runs 3]
-     [--peer URL] [--baseline DIR] [--no-unshared]
+     [--peer URL] [--baseline DIR]... [--no-unshared]
      [--body '30-turn raven' --body '30-turn raven, user-role perception']
 """
 
@@ -262,8 +263,11 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         type=Path,
+        action="append",
+        default=[],
         help="another checkout of this repository (e.g. main before a change): its server "
-        "joins the run as 'baseline', started from that tree with this interpreter",
+        "joins the run as 'baseline', started from that tree with this interpreter; "
+        "repeatable (the second is 'baseline 2', …)",
     )
     parser.add_argument(
         "--no-unshared", action="store_true", help="leave out the server with sharing off"
@@ -288,8 +292,8 @@ def main() -> None:
     ]
     if not args.no_unshared:
         servers.append(("no sharing", {"PERCEPTION_LLM_SHARE_IDENTICAL_REQUESTS": "false"}, ROOT))
-    if args.baseline:
-        servers.append(("baseline", {}, args.baseline.resolve()))
+    for number, tree in enumerate(args.baseline, start=1):
+        servers.append(("baseline" + (f" {number}" if number > 1 else ""), {}, tree.resolve()))
     for name, env, tree in servers:
         server, port = start(
             [sys.executable, "-m", "server.cli", "serve", "--port", "0"],

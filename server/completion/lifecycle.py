@@ -8,14 +8,14 @@ completion is answered by `respond`, an ASGI call that
 - builds the event chain in one method, `_head`: the source (Tavus' configuration check, a twin's
   read of the identical request in flight, a shared leader's read, or the responder's own
   stream) → the spoken fallback when the source fails before its first event → the emotion tag;
-- writes it: SSE frames (server/completion/streaming.py) through sse-starlette's response
-  (server/wire/sse_response.py), or one JSON completion;
+- writes it: SSE frames (server/completion/streaming.py, server/wire/sse_response.py), or one
+  JSON completion;
 - releases everything in one `finally`, however the request ends (a reply that ran to its end,
   an HTTP error before the first byte, a client that left, a shutdown): the upstream iterator,
   the sharing hold, the control, the slot, the record's log line, the capture.
 
 Per token, a streamed reply passes through the source's generator, the emotion tag's (only
-under Tavus' Phoenix-4 rule) and the one that writes chunks, then sse-starlette's send loop —
+under Tavus' Phoenix-4 rule) and the one that writes chunks, then the response's send loop —
 where there were six nested generators, each with its own `finally`.
 """
 
@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -54,12 +55,7 @@ from server.http.observability import CONVERSATION_ID, log_safe
 from server.responders.base import CompletionJob, ResponseEvent, close_events
 from server.services import Services
 from server.wire.chunks import ChunkEncoder
-from server.wire.sse_response import (
-    ResponseEdges,
-    SendTimeoutError,
-    event_stream,
-    stopped_reading,
-)
+from server.wire.sse_response import SSEResponse
 
 logger = logging.getLogger(__name__)
 CONFIG_CHECK_ID = "tavus-openai-compat-test"  # observed from a public integration's live call
@@ -217,22 +213,18 @@ class Completion:
 
     async def respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer the request, then release everything: the one exit path. The reply's last
-        write (the JSON body, or `[DONE]` with the end of the stream) is held by
-        `ResponseEdges` until after the release, so a client that has its answer finds the slot
-        free and the request logged, as a test or a load balancer expects."""
+        write (the JSON body, or `[DONE]` with the end of the stream) follows the release, so a
+        client that has its answer finds the slot free and the request logged, as a test or a
+        load balancer expects."""
         settings = self.services.settings
-        edges = ResponseEdges(
-            send,
-            send_timeout=settings.send_timeout_seconds,
-            late_headers=lambda: fallback_headers(self.record.fallback),
-        )
+        last_write: Callable[[], Awaitable[None]] | None = None
         try:
             if not self.prepared.completion_request.stream:
                 reply = collect_completion(
                     self._head(fallback=False), self.encoder, self.record, settings.max_reply_chars
                 )
                 answer = JSONResponse(await until_disconnected(receive, reply))
-                await answer(scope, receive, edges.send)
+                last_write = partial(answer, scope, receive, send)
                 return
             if settings.fallback_text:
                 # Start streaming at once: keep-alives flow while the upstream thinks, and a
@@ -246,19 +238,18 @@ class Completion:
                     self.record.ended_by(error, message)
                     raise
             include_usage = self.prepared.completion_request.include_usage
-            response = event_stream(
+            response = SSEResponse(
                 stream_chunks(head, self.encoder, include_usage, self.record),
                 keepalive=settings.keepalive_seconds,
                 send_timeout=settings.send_timeout_seconds,
-                shutdown_grace=settings.shutdown_grace_seconds + 1.0,
+                late_headers=lambda: fallback_headers(self.record.fallback),
             )
-            try:
-                await response(scope, receive, edges.send)
-            except SendTimeoutError:
-                stopped_reading(settings.send_timeout_seconds)
+            if await response.stream(receive, send):
+                last_write = partial(response.end, send)
         finally:
             await self._release()
-            await edges.end()
+            if last_write is not None:
+                await last_write()
 
     async def _head(self, fallback: bool) -> Head:
         """The event chain, built here and nowhere else: source → fallback → emotion tag."""

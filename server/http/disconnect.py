@@ -1,9 +1,9 @@
 """Noticing a client that leaves before our response has started.
 
-Once streaming, sse-starlette's response watches for `http.disconnect` and cancels the stream.
-Before that (waiting for the upstream's first token, or for a whole non-streamed reply) nothing
-is reading the ASGI `receive` channel, so `until_disconnected` races the work against it and
-cancels the work the moment the client goes. Plain ASGI only: Starlette's `BaseHTTPMiddleware`
+Once streaming, `SSEResponse` watches for `http.disconnect` and cancels the stream. Before that
+(waiting for the upstream's first token, or for a whole non-streamed reply) nothing is reading
+the ASGI `receive` channel, so `until_disconnected` races the work against it and cancels the
+work the moment the client goes. Plain ASGI only: Starlette's `BaseHTTPMiddleware`
 would hide the disconnect.
 """
 

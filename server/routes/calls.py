@@ -21,7 +21,7 @@ from server.errors import NotFoundError, ServiceUnavailableError
 from server.http.auth import AuthDep
 from server.services import services
 from server.wire.sse import compact_json, data_event
-from server.wire.sse_response import event_stream
+from server.wire.sse_response import SSEResponse
 
 T = TypeVar("T")
 router = APIRouter(dependencies=[AuthDep])
@@ -83,21 +83,16 @@ async def live(request: Request) -> Response:
     newest = await from_store(capture.store.newest_id)
 
     async def frames() -> AsyncIterator[bytes]:
-        # The response starts this generator right after its status line, before anything
-        # suspends, so the `finally` runs however the stream ends (client gone, shutdown).
-        try:
-            yield data_event(compact_json({"newest": newest}))
-            while True:
-                yield data_event(compact_json({"newest": await listener.get()}))
-        finally:
-            capture.unlisten(listener)
+        yield data_event(compact_json({"newest": newest}))
+        while True:
+            yield data_event(compact_json({"newest": await listener.get()}))
 
     settings = services(request).settings
-    return event_stream(
+    return SSEResponse(
         frames(),
         keepalive=settings.keepalive_seconds,
         send_timeout=settings.send_timeout_seconds,
-        shutdown_grace=settings.shutdown_grace_seconds + 1.0,
+        on_close=lambda: capture.unlisten(listener),
     )
 
 

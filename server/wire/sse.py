@@ -3,7 +3,7 @@
 OpenAI's wire format is narrower than SSE: every event is a single `data: <compact json>` line
 followed by a blank line, the stream ends with `data: [DONE]`, and there are no `id:`, `event:`
 or `retry:` fields. Keep-alives are comment lines, which every SSE client ignores.
-The socket side lives in `sse_response.py` (sse-starlette), which writes these bytes untouched.
+The socket side lives in `sse_response.py`, which writes these bytes untouched.
 """
 
 from __future__ import annotations
