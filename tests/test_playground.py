@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from tests.conftest import make_settings
 from tests.live import running_server
@@ -130,6 +130,31 @@ def test_composing_a_raven1_turn(browser: Browser, url: str) -> None:
     assert body["messages"][-1]["content"].startswith(
         "<user_audio_analysis>Sarcastic, drawn-out tone.</user_audio_analysis>"
     )
+
+
+def test_a_request_loaded_while_the_page_starts_is_not_replaced_by_the_sample(
+    browser: Browser, url: str
+) -> None:
+    """The page opens on a sample once its lists have loaded. A body pasted while they were in
+    flight, and still being parsed, was replaced by that sample (seen once in a full run)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    held: dict[str, list[Route]] = {"examples": [], "parse": []}
+    page.route("**/v1/playground/examples", lambda route: held["examples"].append(route))
+    page.route("**/v1/perception/parse", lambda route: held["parse"].append(route))
+    with page.expect_request("**/v1/playground/examples"):
+        page.goto(url + "/playground")
+    page.get_by_role("tab", name="Paste").click()
+    pasted = {"messages": [{"role": "system", "content": "<user_emotions>Pasted.</user_emotions>"}]}
+    page.get_by_test_id("paste").fill(json.dumps(pasted))
+    with page.expect_request("**/v1/perception/parse"):
+        page.get_by_test_id("use-paste").click()
+    held["examples"].pop().continue_()  # the page's start goes on while the paste is parsed
+    expect(page.locator("[data-testid=examples] option")).not_to_have_count(1)
+    page.unroute("**/v1/perception/parse")
+    for route in held["parse"]:
+        route.continue_()
+    expect(page.get_by_test_id("latest")).to_contain_text("Pasted.")
+    assert json.loads(page.get_by_test_id("request-json").text_content() or "{}") == pasted
 
 
 def test_perception_markup_is_shown_as_text_never_run(browser: Browser, url: str) -> None:

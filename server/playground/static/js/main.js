@@ -168,6 +168,7 @@ for (const column of columns) {
 }
 
 async function start() {
+  const loadsBefore = loads;  // a request the user loads while this runs must not be replaced
   templates = (await call("/v1/prompts")).data;
   responseModel = (await call("/v1/models")).data[0]?.id ?? "echo";
   calls.start(showError);
@@ -188,7 +189,9 @@ async function start() {
   scenarios.label = "Scenarios (opens the composer)";
   scenarios.append(...examples.scenarios.map((s, i) => new Option(s.name, `scenario:${i}`)));
   select.append(samples, scenarios);
-  if (!request && examples.samples.length) {  // open on a real request, not an empty page
+  // Open on a real request, not an empty page, unless one was loaded meanwhile (a paste made
+  // while these calls were in flight was replaced by the sample).
+  if (!request && loads === loadsBefore && examples.samples.length) {
     const first = Math.max(0, examples.samples.findIndex((s) => s.name === "raven0-documented"));
     select.value = `sample:${first}`;
     await loadExample(select.value);
