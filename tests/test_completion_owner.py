@@ -126,13 +126,37 @@ def test_a_stream_that_runs_to_its_end_releases_everything_once() -> None:
         client = Client(services=app_services)
         await completion.respond(SCOPE, client.receive, client.send)
         assert client.slots_at_end == 0  # released before the client is told the reply ended
-        # openai-python stops reading at [DONE]: by then the slot is free and the line logged.
-        assert client.slots_at_done == 0 and client.logged_at_done == before + 1
+        # openai-python stops reading at [DONE]: by then the slot is free. The log line waits
+        # for that last write, whose failure would change the outcome (the test below).
+        assert client.slots_at_done == 0 and client.logged_at_done == before
+        assert completion.record.outcome == "completed"
         assert client.body().endswith(b"data: [DONE]\n\n")
         assert b"four" in client.body()
         await released(app_services, before)
 
     run({}, scenario)
+
+
+def test_a_client_that_stops_reading_before_done_is_not_logged_as_completed() -> None:
+    """The last write ([DONE] and the end of the body) follows the release; if it times out,
+    the client never had its answer, and the record says so."""
+
+    class StopsReadingAtTheEnd(Client):
+        async def send(self, message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                await asyncio.Event().wait()  # a full socket buffer: this write never returns
+            await super().send(message)
+
+    async def scenario(app_services: Services, app: Any) -> None:
+        before = completions_counted(app_services)
+        completion = await opened(app_services, app, {**BODY, "stream": True})
+        client = StopsReadingAtTheEnd(services=app_services)
+        await completion.respond(SCOPE, client.receive, client.send)
+        assert b"four" in client.body() and b"[DONE]" not in client.body()
+        assert completion.record.outcome == "cancelled"
+        await released(app_services, before)
+
+    run({"send_timeout_seconds": 0.05}, scenario)
 
 
 def test_a_non_streamed_reply_releases_everything_once() -> None:

@@ -37,6 +37,7 @@ from server.capture.rows import CallSnapshot
 from server.completion.control import conversation_id_of
 from server.completion.emotion_tags import EmotionPolicy, with_emotion_tag
 from server.completion.fallback_marker import fallback_headers, fallback_reason
+from server.completion.outcome import Outcome
 from server.completion.preparation import Prepared
 from server.completion.prompting import PROMPT_HEADER
 from server.completion.record import CompletionRecord
@@ -213,18 +214,24 @@ class Completion:
 
     async def respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer the request, then release everything: the one exit path. The reply's last
-        write (the JSON body, or `[DONE]` with the end of the stream) follows the release, so a
-        client that has its answer finds the slot free and the request logged, as a test or a
-        load balancer expects."""
+        write (the JSON body, or `[DONE]` with the end of the stream) follows the release of the
+        slot, upstream and sharing, so a client that has its answer finds the slot free, as a
+        test or a load balancer expects; the log line, metrics and capture follow the last
+        write, so its outcome is known."""
         settings = self.services.settings
-        last_write: Callable[[], Awaitable[None]] | None = None
+        last_write: Callable[[], Awaitable[bool]] | None = None
         try:
             if not self.prepared.completion_request.stream:
                 reply = collect_completion(
                     self._head(fallback=False), self.encoder, self.record, settings.max_reply_chars
                 )
                 answer = JSONResponse(await until_disconnected(receive, reply))
-                last_write = partial(answer, scope, receive, send)
+
+                async def write_answer() -> bool:
+                    await answer(scope, receive, send)
+                    return True
+
+                last_write = write_answer
                 return
             if settings.fallback_text:
                 # Start streaming at once: keep-alives flow while the upstream thinks, and a
@@ -247,9 +254,13 @@ class Completion:
             if await response.stream(receive, send):
                 last_write = partial(response.end, send)
         finally:
-            await self._release()
-            if last_write is not None:
-                await last_write()
+            try:
+                await self._release()
+                if last_write is not None and not await last_write():
+                    # The client stopped reading before the end: it never got `[DONE]`.
+                    self.record.outcome = Outcome.CANCELLED
+            finally:
+                self._account()
 
     async def _head(self, fallback: bool) -> Head:
         """The event chain, built here and nowhere else: source → fallback → emotion tag."""
@@ -320,6 +331,10 @@ class Completion:
                 generation.release(self.control)
             self.services.gate.leave()
             self.services.conversations.finish(self.control)
-            self.record.finish(self.services.metrics)
-            if self.services.capture is not None and self._captured is not None:
-                self.services.capture.submit(self._captured.snapshot(self.record))
+
+    def _account(self) -> None:
+        """The record's log line and metrics, and the capture: after the last write, whose
+        failure (a client that stopped reading) still changes the outcome."""
+        self.record.finish(self.services.metrics)
+        if self.services.capture is not None and self._captured is not None:
+            self.services.capture.submit(self._captured.snapshot(self.record))

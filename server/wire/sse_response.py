@@ -90,7 +90,7 @@ class SSEResponse(Response):
                     if frame is DONE_FRAME:
                         # The last frame: `end` writes it with the end of the body, after the
                         # owner's release (openai-python stops reading at [DONE], so a client
-                        # with its answer finds the slot free and the request logged), and no
+                        # with its answer finds the slot free), and no
                         # keep-alive comes after it.
                         self.ending = True
                         self._tail = frame
@@ -119,12 +119,15 @@ class SSEResponse(Response):
             self.on_close()
         return False
 
-    async def end(self, send: Send) -> None:
-        """The last frame (`[DONE]`, held by `stream`) and the end of the body, in one write."""
+    async def end(self, send: Send) -> bool:
+        """The last frame (`[DONE]`, held by `stream`) and the end of the body, in one write:
+        False when the client stopped reading first."""
         try:
             await self._send(send, _body(self._tail, more=False))
         except TimeoutError:
             self._stopped_reading()
+            return False
+        return True
 
     def _stopped_reading(self) -> None:
         logger.warning("client stopped reading for %ss; closing its stream", self.send_timeout)
