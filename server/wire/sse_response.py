@@ -90,8 +90,7 @@ class SSEResponse(Response):
                     if frame is DONE_FRAME:
                         # The last frame: `end` writes it with the end of the body, after the
                         # owner's release (openai-python stops reading at [DONE], so a client
-                        # with its answer finds the slot free), and no
-                        # keep-alive comes after it.
+                        # with its answer finds the slot free); no keep-alive comes after it.
                         self.ending = True
                         self._tail = frame
                         continue
